@@ -1,0 +1,282 @@
+"""The course configuration: one YAML file, validated into a typed model.
+
+It is the single source of truth for a training base: the course, its people (instructors, TAs,
+trainees), its labs, compute profiles and datasets. The embedded hub, the helm values, the
+gradebook roster and the site's "open in hub" links are all derived from it.
+
+Every field carries a ``description``; ``medai config docs`` renders the reference from them and a
+test fails when the committed reference drifts from the model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# JupyterHub accepts many names, nbgrader forbids '+' and '*', and the names become directory
+# names and Unix-like home folders, so keep to a conservative, lowercase set.
+NAME_RE = r"^[a-z][a-z0-9._-]{0,31}$"
+ID_RE = r"^[a-z][a-z0-9_-]{0,39}$"
+
+UserName = Annotated[str, Field(pattern=NAME_RE)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Course(_Strict):
+    """The course itself."""
+
+    id: str = Field(
+        pattern=ID_RE,
+        description="Short identifier, used in URLs (`/services/<id>/`), the nbgrader course id "
+        "and folder names. Lowercase letters, digits, `-` and `_`.",
+    )
+    title: str = Field(min_length=1, description="Human-readable title shown on the hub and site.")
+    hub_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public URL of the hub; the site builds its 'open in the hub' links from it.",
+    )
+
+
+class People(_Strict):
+    """Who takes part, by role. A name may appear in one role only."""
+
+    instructors: list[UserName] = Field(
+        min_length=1,
+        description="Can open the course formgrader, release labs, grade and export grades.",
+    )
+    tas: list[UserName] = Field(
+        default_factory=list,
+        description="Teaching assistants: same course rights as instructors (formgrader access).",
+    )
+    trainees: list[UserName] = Field(
+        default_factory=list,
+        description="Students: get their own sandboxed JupyterLab and the course's labs.",
+    )
+
+    @model_validator(mode="after")
+    def _one_role_each(self) -> People:
+        seen: dict[str, str] = {}
+        for role in ("instructors", "tas", "trainees"):
+            for name in getattr(self, role):
+                if name in seen:
+                    where = "twice in" if seen[name] == role else f"in both {seen[name]} and"
+                    raise ValueError(f"user '{name}' is listed {where} {role}")
+                seen[name] = role
+        return self
+
+    @property
+    def staff(self) -> list[str]:
+        return [*self.instructors, *self.tas]
+
+    @property
+    def everyone(self) -> list[str]:
+        return [*self.instructors, *self.tas, *self.trainees]
+
+
+class Lab(_Strict):
+    """One lab: an nbgrader source folder under `labs/`."""
+
+    id: str = Field(pattern=ID_RE, description="nbgrader assignment id, e.g. `m1-deid`.")
+    title: str = Field(min_length=1, description="Title shown on the site.")
+    source: str = Field(
+        description="Folder of the nbgrader source notebook(s), relative to the repository "
+        "(or to the config file), e.g. `labs/m1-deid`."
+    )
+    datasets: list[str] = Field(
+        default_factory=list, description="Names of the datasets (below) the lab reads."
+    )
+    profile: str = Field(default="cpu", description="Name of the compute profile it needs.")
+    release: bool = Field(default=True, description="Release it to trainees when the hub starts.")
+
+
+class Profile(_Strict):
+    """A compute profile trainees pick from when their server starts."""
+
+    name: str = Field(pattern=ID_RE, description="Identifier, referenced by labs.")
+    display_name: str = Field(description="Shown in the profile picker.")
+    cpu_limit: float = Field(default=2.0, gt=0, description="CPU cores (Kubernetes limit).")
+    mem_limit: str = Field(
+        default="4G",
+        pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]i?$",
+        description="Memory limit, e.g. `4G`, `512M`.",
+    )
+    gpus: int = Field(
+        default=0, ge=0, description="`nvidia.com/gpu` count on Kubernetes; 0 = CPU only."
+    )
+    groups: list[Literal["instructors", "tas", "trainees"]] = Field(
+        default_factory=lambda: ["instructors", "tas", "trainees"],
+        description="Which roles may choose this profile.",
+    )
+
+
+class Dataset(_Strict):
+    """A synthetic dataset prepared for the course (public split mounted read-only)."""
+
+    name: str = Field(pattern=ID_RE, description="Generator name, see `medai data list`.")
+    n: int | None = Field(default=None, gt=0, description="Size; the generator default if unset.")
+    seed: int = Field(default=20261123, ge=0, description="Root seed: same seed, same bytes.")
+
+
+class CourseConfig(_Strict):
+    """Top level of the course configuration file."""
+
+    course: Course = Field(description="The course.")
+    people: People = Field(description="Instructors, TAs and trainees.")
+    labs: list[Lab] = Field(default_factory=list, description="Labs, in teaching order.")
+    profiles: list[Profile] = Field(
+        default_factory=lambda: [Profile(name="cpu", display_name="CPU (2 cores, 4 GB)")],
+        min_length=1,
+        description="Compute profiles.",
+    )
+    datasets: list[Dataset] = Field(default_factory=list, description="Datasets the labs use.")
+
+    @field_validator("labs", "profiles", "datasets")
+    @classmethod
+    def _unique(cls, items: list, info) -> list:
+        key = "name" if info.field_name != "labs" else "id"
+        names = [getattr(i, key) for i in items]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate {key}(s) in {info.field_name}: {', '.join(dup)}")
+        return items
+
+    @model_validator(mode="after")
+    def _references(self) -> CourseConfig:
+        profiles = {p.name for p in self.profiles}
+        datasets = {d.name for d in self.datasets}
+        for i, lab in enumerate(self.labs):
+            if lab.profile not in profiles:
+                raise ValueError(
+                    f"labs[{i}] ('{lab.id}') uses profile '{lab.profile}', which is not defined "
+                    f"in profiles (have: {', '.join(sorted(profiles))})"
+                )
+            for d in lab.datasets:
+                if d not in datasets:
+                    raise ValueError(
+                        f"labs[{i}] ('{lab.id}') reads dataset '{d}', which is not listed in "
+                        f"datasets (have: {', '.join(sorted(datasets)) or 'none'})"
+                    )
+        return self
+
+    def role_of(self, user: str) -> str | None:
+        for role in ("instructors", "tas", "trainees"):
+            if user in getattr(self.people, role):
+                return role
+        return None
+
+
+class ConfigError(Exception):
+    """A course configuration that cannot be used; ``str()`` names file, key and reason."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: invalid course configuration"]
+        lines += [f"  {key}: {reason}" for key, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: object, path: Path | str = "<memory>") -> CourseConfig:
+    """Validate already-loaded YAML data; raise :class:`ConfigError` with every problem found."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("(top level)", "expected a mapping with a 'course:' key")])
+    try:
+        return CourseConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; see the course configuration reference)"
+            problems.append((_loc(err["loc"]), msg))
+        raise ConfigError(path, problems) from None
+
+
+def load_config(path: Path | str) -> CourseConfig:
+    """Read and validate a course configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, [("(file)", "no such file")]) from None
+    except OSError as exc:
+        raise ConfigError(p, [("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(p, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(data, p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference documentation, generated from the model (a test fails on drift).
+
+
+def _type_name(annotation: object) -> str:
+    text = str(annotation).replace("typing.", "").replace("medai.config.", "")
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    text = re.sub(r"Annotated\[str, FieldInfo\([^]]*\)\]", "str", text)
+    return text
+
+
+def render_reference() -> str:
+    """Markdown reference of every key of the course configuration."""
+    out = [
+        "# Course configuration reference",
+        "",
+        "<!-- Generated by `medai config docs` from medai/config.py; do not edit by hand. -->",
+        "",
+        "One YAML file describes a course: its people, labs, compute profiles and datasets.",
+        "Check one with `medai config check PATH`. The demo course is `courses/demo-course.yaml`.",
+        "",
+    ]
+    models: list[tuple[str, type[BaseModel]]] = [
+        ("(top level)", CourseConfig),
+        ("course", Course),
+        ("people", People),
+        ("labs[]", Lab),
+        ("profiles[]", Profile),
+        ("datasets[]", Dataset),
+    ]
+    for key, model in models:
+        out += [f"## `{key}`", "", (model.__doc__ or "").strip(), ""]
+        out += ["| key | type | required | default | description |", "|---|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            required = "yes" if field.is_required() else "no"
+            if field.is_required():
+                default = ""
+            elif field.default_factory is not None:
+                default = f"`{field.default_factory()!r}`"
+                if len(default) > 40:
+                    default = "see text"
+            else:
+                default = f"`{field.default!r}`"
+            desc = (field.description or "").replace("|", "\\|")
+            out.append(
+                f"| `{name}` | `{_type_name(field.annotation)}` | {required} | {default} | {desc} |"
+            )
+        out.append("")
+    out += [
+        "User names must match `" + NAME_RE + "`; ids must match `" + ID_RE + "`.",
+        "",
+    ]
+    return "\n".join(out)
