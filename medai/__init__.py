@@ -10,3 +10,14 @@ Subpackages, one per concern:
 """
 
 __version__ = "0.1.0"
+
+
+def ensure_env_bin_on_path() -> None:
+    """Put this environment's ``bin`` first on PATH, so the tools it installed (nbgrader,
+    alembic, jupyterhub) are found even when the virtualenv is not activated."""
+    import os
+    import sys
+
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from medai import __version__
+from medai import __version__, ensure_env_bin_on_path
 from medai.config import ConfigError, load_config, render_reference
 
 app = typer.Typer(
@@ -93,6 +93,7 @@ for _mod in _PLUGINS:
 
 
 def main() -> None:
+    ensure_env_bin_on_path()
     app(prog_name="medai")
 
 

@@ -5,11 +5,17 @@ Index of fixtures (keep this list in step with the code):
 - ``repo_root``      the checkout's root folder (Path)
 - ``demo_config``    the demo course configuration, validated (CourseConfig)
 - ``artifacts_dir``  ``artifacts/<test-name>/``: screenshots and logs kept after the run
+- ``running_hub``    (session) the embedded hub started by ``medai.hub.launcher.start_hub`` on
+                     a free port with ``tests/data/hub-course.yaml`` (trainees alice and bob,
+                     instructor teacher, TA helper, lab ``hello``) and demo passwords
+- ``browser``        (session) headless Debian Chromium driven by Playwright
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,3 +41,54 @@ def artifacts_dir(request) -> Path:
     d = REPO_ROOT / "artifacts" / name
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@dataclass
+class RunningHub:
+    url: str
+    passwords: dict
+    config: object
+    layout: object
+    hub: object
+
+
+@pytest.fixture(scope="session")
+def running_hub(tmp_path_factory):
+    from medai.hub.launcher import free_port, start_hub
+
+    cfg_path = REPO_ROOT / "tests" / "data" / "hub-course.yaml"
+    cfg = load_config(cfg_path)
+    state = tmp_path_factory.mktemp("hub-state")
+    hub, passwords, report = start_hub(
+        cfg, config_path=cfg_path, state=state, port=free_port(), demo=True, echo=print
+    )
+    assert report.released == ["hello"], report.failed
+    try:
+        yield RunningHub(hub.url, passwords, cfg, hub.layout, hub)
+    finally:
+        hub.stop()
+        logs = REPO_ROOT / "artifacts" / "hub-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(hub.layout.hub / "logs", logs)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -1,0 +1,438 @@
+"""``medai up``: prepare the course on this machine and run the embedded hub.
+
+Steps, each with a clear message when it cannot be done:
+
+1. check the tools (bubblewrap and user namespaces, configurable-http-proxy) and the port;
+2. lay out the state folder (kept across restarts: hub database, gradebook, homes, exchange);
+3. generate the course's datasets (once per name/size/seed);
+4. set up the nbgrader course folder, the gradebook roster and release the labs
+   (a lab that fails to release is reported and skipped; the others are served);
+5. write the hub settings and run JupyterHub (with configurable-http-proxy) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bcrypt
+
+from medai import ensure_env_bin_on_path
+from medai.config import CourseConfig
+from medai.hub.auth import read_accounts, write_accounts
+from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
+from medai.hub.isolation import IsolationError, Software, find_bwrap, write_sandbox_etc
+from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
+from medai.hub.spawner import prepare_user
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+
+
+class LaunchError(Exception):
+    """Something stops the hub from starting; the message says what and how to fix it."""
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. tools and ports
+
+
+def check_bwrap() -> str:
+    try:
+        bwrap = find_bwrap()
+    except IsolationError as exc:
+        raise LaunchError(str(exc)) from None
+    probe = subprocess.run(
+        [bwrap, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        raise LaunchError(
+            "bubblewrap cannot create a sandbox here: "
+            f"{probe.stderr.strip() or 'exit ' + str(probe.returncode)}. "
+            "Unprivileged user namespaces must be enabled "
+            "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)."
+        )
+    return bwrap
+
+
+def find_proxy() -> list[str]:
+    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return [found]
+    raise LaunchError(
+        "configurable-http-proxy not found. Run `npm install` in the repository "
+        "(or `make setup`), or install it with `npm install -g configurable-http-proxy`."
+    )
+
+
+def port_in_use(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def choose_ports(ip: str, port: int) -> Ports:
+    if not 1 <= port <= 65535:
+        raise LaunchError(f"--port {port} is not a TCP port (1-65535)")
+    if port_in_use(ip, port):
+        raise LaunchError(
+            f"port {port} on {ip} is already in use (another hub, or another program). "
+            f"Stop it, or choose another port with --port."
+        )
+    taken = {port}
+    picks = []
+    while len(picks) < 3:
+        p = free_port()
+        if p not in taken:
+            taken.add(p)
+            picks.append(p)
+    return Ports(public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. state
+
+
+def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
+    state = state.expanduser().resolve()
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise LaunchError(
+            f"cannot create the state folder {state}: permission denied. "
+            "Choose a folder you can write with --state."
+        ) from None
+    if not os.access(state, os.W_OK | os.X_OK):
+        raise LaunchError(
+            f"the state folder {state} is not writable by this user "
+            f"(uid {os.getuid()}). Fix its permissions or choose another with --state."
+        )
+    layout = StateLayout(state)
+    course = cfg.course.id
+    try:
+        for d in layout.all_dirs(course, cfg.people.everyone):
+            d.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise LaunchError(
+            f"cannot create {exc.filename} in the state folder: permission denied. "
+            "Fix the folder's permissions or choose another with --state."
+        ) from None
+    for user in cfg.people.everyone:
+        prepare_user(layout, user, [course])
+    write_sandbox_etc(layout, grader_account(course))
+    return layout
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. data
+
+
+def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
+    if not cfg.datasets:
+        return
+    from medai.synthetic.core import DataError, generate, get_spec
+
+    for ds in cfg.datasets:
+        stamp = layout.data / "manifests" / f"{ds.name}.params.json"
+        params = {"n": ds.n, "seed": ds.seed}
+        if stamp.exists() and json.loads(stamp.read_text()) == params:
+            say(f"  data: {ds.name} already generated")
+            continue
+        try:
+            spec = get_spec(ds.name)
+            t0 = time.monotonic()
+            generate(ds.name, layout.data, n=ds.n, seed=ds.seed)
+        except (DataError, ImportError) as exc:
+            raise LaunchError(f"dataset '{ds.name}' could not be generated: {exc}") from None
+        stamp.write_text(json.dumps(params))
+        n = ds.n or spec.default_n
+        say(f"  data: generated {ds.name} ({n} {spec.unit}) in {time.monotonic() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. course
+
+
+def nbgrader_course_config(course: str) -> str:
+    return (
+        "# Generated by `medai up`. Paths are those inside the formgrader's sandbox.\n"
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.course_id = {course!r}\n"
+        f"c.Exchange.root = {SANDBOX_EXCHANGE!r}\n"
+        "c.Exchange.path_includes_course = True\n"
+    )
+
+
+def _nbgrader(args: list[str], cwd: Path, layout: StateLayout) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("nbgrader")
+    return subprocess.run(
+        [str(exe), *args, f"--Exchange.root={layout.root / 'exchange'}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+@dataclass
+class CourseReport:
+    released: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_course(cfg: CourseConfig, layout: StateLayout, config_dir: Path) -> CourseReport:
+    from nbgrader.api import Gradebook
+
+    course = cfg.course.id
+    cdir = layout.course_dir(course)
+    (cdir / "nbgrader_config.py").write_text(nbgrader_course_config(course))
+    with Gradebook(f"sqlite:///{cdir / 'gradebook.db'}", course_id=course) as gb:
+        for name in cfg.people.trainees:
+            gb.update_or_create_student(name, first_name=name, last_name="")
+    report = CourseReport()
+    for lab in cfg.labs:
+        if not lab.release:
+            continue
+        outbound = layout.exchange(course) / "outbound" / lab.id
+        if outbound.exists():
+            report.released.append(lab.id)
+            continue
+        src = (config_dir / lab.source).resolve()
+        if not src.is_dir():
+            src = (REPO_ROOT / lab.source).resolve()
+        dest = cdir / "source" / lab.id
+        if not dest.exists():
+            if not src.is_dir() or not any(src.glob("*.ipynb")):
+                report.failed[lab.id] = f"no notebook found in {lab.source} ({src})"
+                continue
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        gen = _nbgrader(["generate_assignment", lab.id, "--force"], cdir, layout)
+        if gen.returncode != 0:
+            report.failed[lab.id] = "nbgrader generate_assignment failed: " + _tail(gen)
+            continue
+        rel = _nbgrader(["release_assignment", lab.id, f"--course={course}"], cdir, layout)
+        if rel.returncode != 0:
+            report.failed[lab.id] = "nbgrader release_assignment failed: " + _tail(rel)
+            continue
+        report.released.append(lab.id)
+    return report
+
+
+def _tail(proc: subprocess.CompletedProcess, n: int = 6) -> str:
+    text = (proc.stderr or "") + (proc.stdout or "")
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) or f"exit {proc.returncode}"
+
+
+# ---------------------------------------------------------------------------------------------
+# accounts
+
+
+def demo_password(user: str) -> str:
+    return f"medai-demo-{user}"
+
+
+def set_password(layout: StateLayout, user: str, password: str) -> None:
+    accounts = read_accounts(layout.accounts_file)
+    accounts[user] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    write_accounts(layout.accounts_file, accounts)
+
+
+def ensure_demo_accounts(cfg: CourseConfig, layout: StateLayout) -> dict[str, str]:
+    accounts = read_accounts(layout.accounts_file)
+    shown = {}
+    for user in cfg.people.everyone:
+        if user not in accounts:
+            set_password(layout, user, demo_password(user))
+        shown[user] = demo_password(user)
+    return shown
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. run
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LaunchError(
+                f"JupyterHub exited during start (code {proc.returncode}).\n" + tail_file(log)
+            )
+        try:
+            with urllib.request.urlopen(url + "/hub/api", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise LaunchError(
+        f"JupyterHub did not answer on {url} within {timeout:.0f} s.\n" + tail_file(log)
+    )
+
+
+def tail_file(path: Path, n: int = 25) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-n:]
+    except FileNotFoundError:
+        return ""
+    return f"last lines of {path}:\n" + "\n".join("  " + ln for ln in lines)
+
+
+@dataclass
+class Hub:
+    """A running embedded hub (used by ``medai up`` and by the end-to-end tests)."""
+
+    proc: subprocess.Popen
+    url: str
+    layout: StateLayout
+    ports: Ports
+    log: Path
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_hub(
+    cfg: CourseConfig,
+    *,
+    config_path: Path,
+    state: Path,
+    ip: str = "127.0.0.1",
+    port: int = 8000,
+    demo: bool = False,
+    log_level: str = "INFO",
+    echo: Callable[[str], None] = say,
+    start_timeout: float = 90,
+) -> tuple[Hub, dict[str, str], CourseReport]:
+    ensure_env_bin_on_path()
+    bwrap = check_bwrap()
+    proxy = find_proxy()
+    ports = choose_ports(ip, port)
+    echo(f"Preparing course '{cfg.course.id}' in {state}")
+    layout = prepare_state(cfg, state)
+    prepare_data(cfg, layout)
+    report = prepare_course(cfg, layout, config_path.parent)
+    for lab in report.released:
+        echo(f"  lab: {lab} released")
+    for lab, why in report.failed.items():
+        echo(f"  lab: {lab} NOT released — {why}")
+    passwords = ensure_demo_accounts(cfg, layout) if demo else {}
+
+    settings = build_hub_settings(
+        cfg,
+        layout,
+        ip=ip,
+        ports=ports,
+        proxy_command=proxy,
+        software=Software.detect(),
+        bwrap=bwrap,
+        log_level=log_level,
+    )
+    layout.settings_file.write_text(json.dumps(settings, indent=1))
+    log = layout.hub / "logs" / "hub.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["MEDAI_HUB_SETTINGS"] = str(layout.settings_file)
+    exe = Path(sys.executable).with_name("jupyterhub")
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(
+            [str(exe), "-f", str(HUB_CONFIG_FILE)],
+            cwd=layout.hub,
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{ip}:{ports.public}"
+    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
+    try:
+        wait_until_up(url, proc, start_timeout, log)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub, passwords, report
+
+
+def run_up(
+    cfg: CourseConfig, *, config_path: Path, state: Path, ip: str, port: int, demo: bool
+) -> int:
+    hub, passwords, report = start_hub(
+        cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
+    )
+    course = cfg.course.id
+    say("")
+    say(f"MedAI Lab is running: {hub.url}")
+    say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  hub log: {hub.log}")
+    if passwords:
+        say("  demo accounts (user / password):")
+        for role in ("instructors", "tas", "trainees"):
+            for user in getattr(cfg.people, role):
+                say(f"    {role[:-1]:<10} {user:<12} {passwords[user]}")
+    else:
+        have = read_accounts(hub.layout.accounts_file)
+        missing = [u for u in cfg.people.everyone if u not in have]
+        if missing:
+            say(
+                f"  {len(missing)} user(s) have no password yet ({', '.join(missing[:5])}"
+                f"{'...' if len(missing) > 5 else ''}): "
+                "medai accounts set-password USER --state " + str(hub.layout.root)
+            )
+    if report.failed:
+        say(f"  {len(report.failed)} lab(s) not released (see above); the hub serves the rest.")
+    say("Press Ctrl-C to stop.")
+
+    stop = {"now": False}
+
+    def _handler(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    while not stop["now"] and hub.proc.poll() is None:
+        with contextlib.suppress(InterruptedError):
+            time.sleep(0.5)
+    if hub.proc.poll() is not None and not stop["now"]:
+        say(f"JupyterHub stopped unexpectedly (code {hub.proc.returncode}).\n{tail_file(hub.log)}")
+        return 1
+    say("Stopping the hub and every user server ...")
+    code = hub.stop()
+    say(f"Stopped (hub exit code {code}). State kept in {hub.layout.root}.")
+    return 0

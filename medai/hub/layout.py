@@ -1,0 +1,108 @@
+"""Where everything lives: on the host (the state folder) and inside a user's sandbox.
+
+The per-user view is the same one the Kubernetes chart mounts into a trainee's pod, so the paths
+inside (``/home/<user>``, ``/srv/medai/exchange``, ``/data``) are constants shared by both.
+
+Host side, below the state folder (``medai up --state DIR``)::
+
+    hub/                      hub database, cookie secret, settings.json, accounts.json, logs
+    data/public/<dataset>/    public splits      -> /data (read-only) in every user sandbox
+    data/hidden/<dataset>/    hidden splits      -> graders only, never in a user sandbox
+    courses/<course>/         nbgrader course folder (source with solutions, gradebook.db)
+    exchange/<course>/outbound/   released labs  -> read-only for everyone
+    exchange/<course>/inbound/    submissions the server has received (trusted copies)
+    exchange/<course>/feedback/   feedback written by the formgrader
+    drop/<course>/<user>/     a user's own submission drop -> .../<course>/inbound in their sandbox
+    userfeedback/<course>/<user>/ that user's feedback only -> .../<course>/feedback (read-only)
+    receipts/receipts.sqlite  server-side submission receipts (time, hash, secret)
+    homes/<user>/             home folders      -> /home/<user>
+    sandbox/<user>/           generated /etc files and Jupyter config for that user's sandbox
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Paths inside a sandbox (and inside a Kubernetes pod).
+SANDBOX_EXCHANGE = "/srv/medai/exchange"
+SANDBOX_DATA = "/data"
+SANDBOX_JUPYTER_CONFIG = "/opt/medai/etc/jupyter"
+SANDBOX_COURSE_ROOT = "/srv/medai/course"
+SANDBOX_HIDDEN_DATA = "/srv/medai/hidden-data"
+
+
+def sandbox_home(user: str) -> str:
+    return f"/home/{user}"
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    root: Path
+
+    @property
+    def hub(self) -> Path:
+        return self.root / "hub"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def public_data(self) -> Path:
+        return self.root / "data" / "public"
+
+    @property
+    def hidden_data(self) -> Path:
+        return self.root / "data" / "hidden"
+
+    @property
+    def receipts_db(self) -> Path:
+        return self.root / "receipts" / "receipts.sqlite"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.hub / "settings.json"
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.hub / "accounts.json"
+
+    def course_dir(self, course: str) -> Path:
+        return self.root / "courses" / course
+
+    def exchange(self, course: str) -> Path:
+        return self.root / "exchange" / course
+
+    def drop(self, course: str, user: str) -> Path:
+        return self.root / "drop" / course / user
+
+    def user_feedback(self, course: str, user: str) -> Path:
+        return self.root / "userfeedback" / course / user
+
+    def home(self, user: str) -> Path:
+        return self.root / "homes" / user
+
+    def sandbox_etc(self, user: str) -> Path:
+        return self.root / "sandbox" / user
+
+    def all_dirs(self, course: str, users: list[str]) -> list[Path]:
+        ex = self.exchange(course)
+        dirs = [
+            self.hub,
+            self.public_data,
+            self.hidden_data,
+            self.course_dir(course),
+            ex / "outbound",
+            ex / "inbound",
+            ex / "feedback",
+            self.receipts_db.parent,
+        ]
+        for u in users:
+            dirs += [
+                self.drop(course, u),
+                self.user_feedback(course, u),
+                self.home(u),
+                self.sandbox_etc(u),
+            ]
+        return dirs

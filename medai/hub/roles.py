@@ -1,0 +1,76 @@
+"""JupyterHub groups and RBAC roles derived from the course configuration.
+
+The same functions feed the embedded hub and the helm chart's ``hub.loadRoles``/``loadGroups``.
+
+Scopes, and why each is there (nothing else is granted beyond JupyterHub's defaults):
+
+- every user keeps JupyterHub's default ``user`` role (``self``): their own server only;
+- course staff (group ``formgrade-<course>``: instructors and TAs) get
+  ``access:services!service=<course>`` to open the course's formgrader service, and
+  ``list:services!service=<course>`` + ``read:services!service=<course>`` so it is listed on
+  their hub home page. Anyone else gets HTTP 403 from the formgrader;
+- the formgrader service's own token gets no scopes: nbgrader's roster comes from the course
+  configuration (written into the gradebook by ``medai up``), not from the hub API;
+- trainees' servers keep the default ``server`` role token (activity, access to itself): the
+  assignment list reads the exchange folders mounted into their sandbox, not the hub API.
+
+Group names follow nbgrader's documented convention (``formgrade-<course>`` for graders,
+``nbgrader-<course>`` for students), so nbgrader's ``JupyterHubAuthPlugin`` can be switched on
+later without renaming anything.
+"""
+
+from __future__ import annotations
+
+from medai.config import CourseConfig, Profile
+
+
+def staff_group(course: str) -> str:
+    return f"formgrade-{course}"
+
+
+def student_group(course: str) -> str:
+    return f"nbgrader-{course}"
+
+
+def hub_groups(cfg: CourseConfig) -> dict[str, dict]:
+    course = cfg.course.id
+    p = cfg.people
+    return {
+        staff_group(course): {"users": sorted(p.staff)},
+        student_group(course): {"users": sorted(p.trainees)},
+        f"{course}-instructors": {"users": sorted(p.instructors)},
+        f"{course}-tas": {"users": sorted(p.tas)},
+    }
+
+
+def staff_scopes(course: str) -> list[str]:
+    return [
+        f"access:services!service={course}",
+        f"list:services!service={course}",
+        f"read:services!service={course}",
+    ]
+
+
+def hub_roles(cfg: CourseConfig) -> list[dict]:
+    course = cfg.course.id
+    return [
+        {
+            "name": f"{course}-staff",
+            "description": f"Instructors and TAs of {course}: open the course formgrader",
+            "scopes": staff_scopes(course),
+            "groups": [staff_group(course)],
+        },
+        {
+            # Explicit, so a reader of the generated config sees the whole token surface.
+            "name": f"{course}-formgrader",
+            "description": "The formgrader service's own token: no hub API rights",
+            "scopes": [],
+            "services": [course],
+        },
+    ]
+
+
+def profiles_for(cfg: CourseConfig, user: str) -> list[Profile]:
+    """Profiles a user may choose, by their role in the course."""
+    role = cfg.role_of(user)
+    return [p for p in cfg.profiles if role in p.groups]

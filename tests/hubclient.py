@@ -1,0 +1,141 @@
+"""A user of the embedded hub, driven over HTTP the way a browser does it.
+
+Logs in through the proxy with the login form, waits for the user's server, and runs code in a
+kernel of that server over the Jupyter kernel WebSocket protocol — so tests can check what a
+trainee's code can and cannot do from inside their sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    stderr: str
+    error: str | None  # "ename: evalue" of an uncaught exception
+
+
+class HubUser:
+    def __init__(self, base_url: str, name: str, password: str):
+        self.base = base_url.rstrip("/")
+        self.name = name
+        self.client = httpx.Client(base_url=self.base, follow_redirects=True, timeout=60)
+        self.client.get("/hub/login")
+        xsrf = self._cookie("_xsrf", "/hub/")
+        r = self.client.post(
+            "/hub/login",
+            data={"username": name, "password": password, "_xsrf": xsrf},
+            follow_redirects=False,
+        )
+        if r.status_code != 302:
+            raise AssertionError(f"login of {name} failed: HTTP {r.status_code}")
+
+    def _cookie(self, name: str, path_prefix: str) -> str:
+        for c in self.client.cookies.jar:
+            if c.name == name and (c.path or "/").startswith(path_prefix.rstrip("/")):
+                return c.value
+        for c in self.client.cookies.jar:
+            if c.name == name:
+                return c.value
+        raise KeyError(name)
+
+    def start_server(self, timeout: float = 120) -> None:
+        """Ask the hub for this user's server and wait until it answers."""
+        self.client.get("/hub/spawn", follow_redirects=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.client.get(f"/hub/api/users/{self.name}")
+            if r.status_code == 200:
+                server = r.json().get("servers", {}).get("")
+                if server and server.get("ready"):
+                    break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"{self.name}'s server did not start in {timeout} s")
+        # Visit the server once: the OAuth round trip gives us its cookie (and its _xsrf).
+        self.client.get(f"/user/{self.name}/lab").raise_for_status()
+        self.client.get(f"/user/{self.name}/api/status").raise_for_status()
+
+    @property
+    def server(self) -> str:
+        return f"/user/{self.name}"
+
+    def api(self, method: str, path: str, **kw) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        try:
+            headers["X-XSRFToken"] = self._cookie("_xsrf", self.server)
+        except KeyError:
+            pass
+        return self.client.request(method, self.server + path, headers=headers, **kw)
+
+    def execute(self, code: str, timeout: float = 60) -> ExecResult:
+        """Run ``code`` in a fresh kernel of this user's server; shut the kernel down after."""
+        r = self.api("POST", "/api/kernels", json={"name": "python3"})
+        r.raise_for_status()
+        kid = r.json()["id"]
+        try:
+            return asyncio.run(self._run(kid, code, timeout))
+        finally:
+            self.api("DELETE", f"/api/kernels/{kid}")
+
+    async def _run(self, kid: str, code: str, timeout: float) -> ExecResult:
+        ws_url = self.base.replace("http", "ws", 1) + f"{self.server}/api/kernels/{kid}/channels"
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.client.cookies.jar)
+        req = HTTPRequest(ws_url, headers={"Cookie": cookie, "Origin": self.base})
+        conn = await websocket_connect(req)
+        msg_id = uuid.uuid4().hex
+        conn.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": self.name,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "stop_on_error": True},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        out, err, error = [], [], None
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"code did not finish in {timeout} s")
+                raw = await asyncio.wait_for(conn.read_message(), left)
+                if raw is None:
+                    raise ConnectionError("kernel WebSocket closed")
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                content = msg["content"]
+                if kind == "stream":
+                    (out if content["name"] == "stdout" else err).append(content["text"])
+                elif kind == "error":
+                    error = f"{content['ename']}: {content['evalue']}"
+                elif kind == "status" and content["execution_state"] == "idle":
+                    break
+        finally:
+            conn.close()
+        return ExecResult("".join(out), "".join(err), error)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,145 @@
+"""End to end, in headless Chromium, through the real proxy: trainee and instructor journeys.
+
+alice logs in, JupyterLab loads, she fetches the lab from the Assignments panel, edits and saves
+the notebook, and submits; bob cannot see her submission; alice gets 403 on the formgrader; the
+instructor opens the formgrader in its own tab, collects, and sees alice's submission.
+Screenshots go to ``artifacts/<test>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def login(browser, hub, user: str):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.passwords[user])
+    page.click("#login_submit")
+    return ctx, page
+
+
+def open_assignment_list(page):
+    page.click("text=Nbgrader")
+    page.click("text=Assignment List")
+    page.wait_for_selector("#released_assignments_list")
+
+
+def test_trainee_fetches_edits_submits_and_instructor_sees_it(browser, running_hub, artifacts_dir):
+    hub = running_hub
+    course = hub.config.course.id
+
+    # --- alice: login -> JupyterLab --------------------------------------------------------
+    ctx, page = login(browser, hub, "alice")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    assert page.url.startswith(f"{hub.url}/user/alice/lab")
+    page.screenshot(path=artifacts_dir / "1-alice-jupyterlab.png")
+
+    # --- fetch from the Assignments panel --------------------------------------------------
+    open_assignment_list(page)
+    row = page.locator("#released_assignments_list .list_item", has_text="hello")
+    row.locator("button", has_text="Fetch").click()
+    page.locator("#fetched_assignments_list .list_item", has_text="hello").first.wait_for(
+        timeout=60_000
+    )
+    page.screenshot(path=artifacts_dir / "2-alice-fetched.png")
+
+    # --- edit the notebook in the editor and save ------------------------------------------
+    page.goto(f"{hub.url}/user/alice/lab/tree/{course}/hello/hello.ipynb")
+    cell = page.locator(".jp-CodeCell .cm-content", has_text="NotImplementedError").first
+    cell.wait_for(timeout=60_000)
+    cell.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("def double(x):")
+    page.keyboard.press("Enter")
+    page.keyboard.type("return 2 * x")
+    page.keyboard.press("Control+S")
+    deadline = time.monotonic() + 30
+    saved = ""
+    while time.monotonic() < deadline:
+        r = page.request.get(
+            f"{hub.url}/user/alice/api/contents/{course}/hello/hello.ipynb?content=1"
+        )
+        saved = json.dumps(r.json().get("content", {}))
+        if "return 2 * x" in saved:
+            break
+        time.sleep(0.5)
+    assert "return 2 * x" in saved
+    page.screenshot(path=artifacts_dir / "3-alice-edited.png")
+
+    # --- submit from the Assignments panel -------------------------------------------------
+    page.goto(f"{hub.url}/user/alice/lab")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+    open_assignment_list(page)
+    fetched = page.locator("#fetched_assignments_list .list_item", has_text="hello").first
+    fetched.locator("button", has_text="Submit").click()
+    page.locator("#submitted_assignments_list .list_item", has_text="hello").first.wait_for(
+        timeout=60_000
+    )
+    page.screenshot(path=artifacts_dir / "4-alice-submitted.png")
+
+    # The server received it (trusted inbound, server-side time).
+    inbound = hub.layout.exchange(course) / "inbound"
+    deadline = time.monotonic() + 30
+    received = []
+    while time.monotonic() < deadline and not received:
+        received = [p for p in inbound.glob("alice+hello+*") if "early" not in p.name]
+        time.sleep(0.5)
+    assert received, "submission did not reach the server's inbound"
+    assert "return 2 * x" in (received[0] / "hello.ipynb").read_text()
+
+    # --- alice is refused the formgrader ---------------------------------------------------
+    resp = page.goto(f"{hub.url}/services/{course}/formgrader")
+    assert resp.status == 403
+    page.screenshot(path=artifacts_dir / "5-alice-formgrader-403.png")
+    ctx.close()
+
+    # --- bob cannot see alice's submission -------------------------------------------------
+    ctx, page = login(browser, hub, "bob")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    open_assignment_list(page)
+    page.locator("#released_assignments_list .list_item", has_text="hello").wait_for()
+    submitted = page.locator("#submitted_assignments_list .list_item")
+    assert submitted.count() == 0
+    listing = page.request.get(f"{hub.url}/user/bob/assignments?course_id={course}").json()
+    assert "alice" not in json.dumps(listing)
+    page.screenshot(path=artifacts_dir / "6-bob-sees-no-submission.png")
+    ctx.close()
+
+    # --- the instructor collects and sees the submission in the formgrader -----------------
+    ctx, page = login(browser, hub, "teacher")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    resp = page.goto(f"{hub.url}/services/{course}/formgrader")
+    assert resp.status == 200
+    page.wait_for_selector("#main-table td.collect a")
+    page.screenshot(path=artifacts_dir / "7-instructor-formgrader.png")
+    page.click("#main-table td.collect a")
+    page.wait_for_timeout(500)
+    # nbgrader shows the collect log in a modal; close it and reload the table
+    page.goto(f"{hub.url}/services/{course}/formgrader/manage_submissions/hello")
+    page.wait_for_selector("text=alice", timeout=60_000)
+    assert re.search(r"alice", page.content())
+    page.screenshot(path=artifacts_dir / "8-instructor-sees-submission.png")
+    ctx.close()
+
+    # The TA may open the formgrader too.
+    ctx, page = login(browser, hub, "helper")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    assert page.goto(f"{hub.url}/services/{course}/formgrader").status == 200
+    ctx.close()
+
+
+def test_zh_cn_language_pack_is_available(browser, running_hub):
+    ctx, page = login(browser, running_hub, "bob")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    packs = page.request.get(f"{running_hub.url}/user/bob/lab/api/translations").json()
+    assert "zh_CN" in packs["data"], packs
+    ctx.close()
