@@ -154,14 +154,14 @@ class CourseConfig(_Strict):
         for i, lab in enumerate(self.labs):
             if lab.profile not in profiles:
                 raise ValueError(
-                    f"labs[{i}] ('{lab.id}') uses profile '{lab.profile}', which is not defined "
-                    f"in profiles (have: {', '.join(sorted(profiles))})"
+                    f"labs[{i}].profile: lab '{lab.id}' uses profile '{lab.profile}', which is "
+                    f"not defined in profiles (have: {', '.join(sorted(profiles))})"
                 )
             for d in lab.datasets:
                 if d not in datasets:
                     raise ValueError(
-                        f"labs[{i}] ('{lab.id}') reads dataset '{d}', which is not listed in "
-                        f"datasets (have: {', '.join(sorted(datasets)) or 'none'})"
+                        f"labs[{i}].datasets: lab '{lab.id}' reads dataset '{d}', which is not "
+                        f"listed in datasets (have: {', '.join(sorted(datasets)) or 'none'})"
                     )
         return self
 
@@ -205,7 +205,12 @@ def parse_config(data: object, path: Path | str = "<memory>") -> CourseConfig:
             msg = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see the course configuration reference)"
-            problems.append((_loc(err["loc"]), msg))
+            key = _loc(err["loc"])
+            # Cross-reference checks run on the whole model and name their key in the message.
+            m = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (.*)$", msg, re.S)
+            if key == "(top level)" and m:
+                key, msg = m.group(1), m.group(2)
+            problems.append((key, msg))
         raise ConfigError(path, problems) from None
 
 

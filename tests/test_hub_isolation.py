@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.hubclient import HubUser
+from medai.hub.client import HubUser
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +144,7 @@ def test_environment_holds_no_hub_secrets(probe):
 def test_sees_no_hub_or_other_user_processes(probe):
     cmdlines = " ".join(probe["procs"])
     assert "configurable-http-proxy" not in cmdlines
-    assert "jupyterhub -f" not in cmdlines.replace("\x00", " ")
+    assert "medai.hub.app" not in cmdlines and "jupyterhub_config" not in cmdlines
     assert len(probe["procs"]) < 20  # its own process tree only
 
 

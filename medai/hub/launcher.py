@@ -127,9 +127,9 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
     state = state.expanduser().resolve()
     try:
         state.mkdir(parents=True, exist_ok=True)
-    except PermissionError:
+    except OSError as exc:
         raise LaunchError(
-            f"cannot create the state folder {state}: permission denied. "
+            f"cannot create the state folder {state}: {exc.strerror}. "
             "Choose a folder you can write with --state."
         ) from None
     if not os.access(state, os.W_OK | os.X_OK):
@@ -142,9 +142,9 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
     try:
         for d in layout.all_dirs(course, cfg.people.everyone):
             d.mkdir(parents=True, exist_ok=True)
-    except PermissionError as exc:
+    except OSError as exc:
         raise LaunchError(
-            f"cannot create {exc.filename} in the state folder: permission denied. "
+            f"cannot create {exc.filename} in the state folder: {exc.strerror}. "
             "Fix the folder's permissions or choose another with --state."
         ) from None
     for user in cfg.people.everyone:
@@ -212,6 +212,7 @@ class CourseReport:
 def prepare_course(cfg: CourseConfig, layout: StateLayout, config_dir: Path) -> CourseReport:
     from nbgrader.api import Gradebook
 
+    ensure_env_bin_on_path()  # nbgrader runs `alembic` from PATH
     course = cfg.course.id
     cdir = layout.course_dir(course)
     (cdir / "nbgrader_config.py").write_text(nbgrader_course_config(course))
@@ -339,8 +340,14 @@ def start_hub(
     demo: bool = False,
     log_level: str = "INFO",
     echo: Callable[[str], None] = say,
-    start_timeout: float = 90,
+    start_timeout: float = 180,
+    settings_hook: Callable[[dict], None] | None = None,
 ) -> tuple[Hub, dict[str, str], CourseReport]:
+    """Prepare everything and start the hub; return once it answers on its public URL.
+
+    ``settings_hook`` may edit the generated settings before the hub reads them (the benchmark
+    uses it to run the same hub without sandboxes, for comparison).
+    """
     ensure_env_bin_on_path()
     bwrap = check_bwrap()
     proxy = find_proxy()
@@ -365,15 +372,16 @@ def start_hub(
         bwrap=bwrap,
         log_level=log_level,
     )
+    if settings_hook is not None:
+        settings_hook(settings)
     layout.settings_file.write_text(json.dumps(settings, indent=1))
     log = layout.hub / "logs" / "hub.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
     env["MEDAI_HUB_SETTINGS"] = str(layout.settings_file)
-    exe = Path(sys.executable).with_name("jupyterhub")
     with open(log, "ab") as logf:
         proc = subprocess.Popen(
-            [str(exe), "-f", str(HUB_CONFIG_FILE)],
+            [sys.executable, "-m", "medai.hub.app", "-f", str(HUB_CONFIG_FILE)],
             cwd=layout.hub,
             env=env,
             stdout=logf,

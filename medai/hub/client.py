@@ -1,8 +1,9 @@
-"""A user of the embedded hub, driven over HTTP the way a browser does it.
+"""A hub user driven over HTTP the way a browser does it: a health check, a test and bench tool.
 
 Logs in through the proxy with the login form, waits for the user's server, and runs code in a
 kernel of that server over the Jupyter kernel WebSocket protocol — so tests can check what a
-trainee's code can and cannot do from inside their sandbox.
+trainee's code can and cannot do from inside their sandbox, and operators can check a deployed
+hub end to end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -84,7 +86,9 @@ class HubUser:
         r.raise_for_status()
         kid = r.json()["id"]
         try:
-            return asyncio.run(self._run(kid, code, timeout))
+            # Own thread, own event loop: callers may already run one (Playwright's sync API).
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, self._run(kid, code, timeout)).result()
         finally:
             self.api("DELETE", f"/api/kernels/{kid}")
 
