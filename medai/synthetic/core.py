@@ -13,12 +13,14 @@ Layout of a generated data root (``MEDAI_DATA`` points at ``<root>/public``)::
     <root>/public/<name>/...          public split and documentation
     <root>/hidden/<name>/...          hidden split (labels for grading)
     <root>/manifests/<name>.sha256    sha256 of every file of both, relative to <root>
+    <root>/manifests/<name>.json      the request: name, n, seed, format
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -49,6 +51,8 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """What ``medai data list`` shows and how to write one dataset (``write(ctx)``)."""
+
     name: str
     summary: str
     default_n: int
@@ -56,10 +60,13 @@ class DatasetSpec:
     write: Callable[[GenContext], None]
     unit: str = "rows"  # what n counts: patients, images, notes, ...
     max_n: int = 10**8
+    min_n: int = 1
 
 
 @dataclass
 class GenContext:
+    """What a generator's ``write`` gets: the request, its two output folders and ``rng``."""
+
     spec: DatasetSpec
     n: int
     seed: int
@@ -90,12 +97,27 @@ def get_spec(name: str) -> DatasetSpec:
             f"unknown dataset '{name}'; choose one of: {', '.join(GENERATOR_MODULES)} "
             "(see `medai data list`)"
         )
-    module = importlib.import_module(f"medai.synthetic.{name}")
+    try:
+        module = importlib.import_module(f"medai.synthetic.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"medai.synthetic.{name}":
+            raise  # the generator exists but one of its own imports is missing: a real bug
+        raise DataError(
+            f"dataset '{name}' is catalogued but its generator medai/synthetic/{name}.py is not "
+            "installed in this version"
+        ) from None
     return module.SPEC
 
 
+def available() -> list[str]:
+    """Names in :data:`GENERATOR_MODULES` whose generator module is present."""
+    here = Path(__file__).parent
+    return [n for n in GENERATOR_MODULES if (here / f"{n}.py").is_file()]
+
+
 def all_specs() -> list[DatasetSpec]:
-    return [get_spec(n) for n in GENERATOR_MODULES]
+    """Specs of every available generator, in catalogue order."""
+    return [get_spec(n) for n in available()]
 
 
 def sha256_file(path: Path) -> str:
@@ -104,6 +126,32 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_request(
+    name: str, *, n: int | None = None, seed: int = 0, fmt: str | None = None
+) -> tuple[DatasetSpec, int, str]:
+    """Validate a generation request; return ``(spec, n, fmt)`` with defaults filled in.
+
+    Raises :class:`DataError` naming the bad option and how to fix it.
+    """
+    spec = get_spec(name)
+    if n is None:
+        n = spec.default_n
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise DataError(f"--n must be a positive whole number of {spec.unit}; got {n!r}")
+    if n < spec.min_n:
+        raise DataError(f"--n {n} is below the minimum of {spec.min_n} {spec.unit} for '{name}'")
+    if n > spec.max_n:
+        raise DataError(f"--n {n} is above the limit of {spec.max_n} {spec.unit} for '{name}'")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DataError(f"--seed must be a whole number >= 0; got {seed!r}")
+    fmt = fmt or spec.formats[0]
+    if fmt not in spec.formats:
+        raise DataError(
+            f"dataset '{name}' cannot be written as {fmt}; supported: {', '.join(spec.formats)}"
+        )
+    return spec, n, fmt
 
 
 def generate(
@@ -117,22 +165,13 @@ def generate(
 ) -> Path:
     """Generate dataset ``name`` under ``root``; return the public folder.
 
-    Replaces an earlier generation of the same dataset only once the new one is complete.
+    ``n`` defaults to the dataset's ``default_n`` and ``fmt`` to its first format. ``progress``,
+    if given, is called with the number of units (``spec.unit``) finished since its last call.
+    Replaces an earlier generation of the same dataset only once the new one is complete; on any
+    error (or interruption) nothing under ``root`` changes. Raises :class:`DataError` for a bad
+    request or a failed write.
     """
-    spec = get_spec(name)
-    if n is None:
-        n = spec.default_n
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise DataError(f"--n must be a positive whole number of {spec.unit}; got {n!r}")
-    if n > spec.max_n:
-        raise DataError(f"--n {n} is above the limit of {spec.max_n} {spec.unit} for '{name}'")
-    if seed < 0:
-        raise DataError(f"--seed must be >= 0; got {seed}")
-    fmt = fmt or spec.formats[0]
-    if fmt not in spec.formats:
-        raise DataError(
-            f"dataset '{name}' cannot be written as {fmt}; supported: {', '.join(spec.formats)}"
-        )
+    spec, n, fmt = check_request(name, n=n, seed=seed, fmt=fmt)
     root = Path(root).resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -163,17 +202,85 @@ def generate(
                     lines.append(f"{sha256_file(f)}  {rel}\n")
         (tmp / "manifests").mkdir()
         (tmp / "manifests" / f"{name}.sha256").write_text("".join(lines))
-        # Move the finished parts into place; the old version is removed only now.
-        for part in ("public", "hidden"):
-            dest = root / part / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp / part / name, dest)
-        (root / "manifests").mkdir(exist_ok=True)
-        os.replace(tmp / "manifests" / f"{name}.sha256", root / "manifests" / f"{name}.sha256")
+        params = {"name": name, "n": n, "seed": seed, "format": fmt}
+        (tmp / "manifests" / f"{name}.json").write_text(json.dumps(params, indent=2) + "\n")
+        _swap_into_place(tmp, root, name)
     except OSError as exc:
         raise DataError(f"writing '{name}' under {root} failed: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root / "public" / name
+
+
+def _swap_into_place(tmp: Path, root: Path, name: str) -> None:
+    """Move the finished ``tmp/{public,hidden,manifests}`` parts over the old ones under ``root``.
+
+    Old parts are first renamed into ``tmp/old`` (same file system, so each rename is atomic),
+    then the new ones are renamed into place; if any rename fails, the old version is restored.
+    """
+    moves = [
+        (tmp / "public" / name, root / "public" / name),
+        (tmp / "hidden" / name, root / "hidden" / name),
+        (tmp / "manifests" / f"{name}.sha256", root / "manifests" / f"{name}.sha256"),
+        (tmp / "manifests" / f"{name}.json", root / "manifests" / f"{name}.json"),
+    ]
+    old = tmp / "old"
+    old.mkdir()
+    saved: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for i, (_, dest) in enumerate(moves):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                keep = old / str(i)
+                os.replace(dest, keep)
+                saved.append((keep, dest))
+        for src, dest in moves:
+            os.replace(src, dest)
+            placed.append(dest)
+    except BaseException:
+        for dest in placed:
+            if dest.is_dir():
+                shutil.rmtree(dest, ignore_errors=True)
+            else:
+                dest.unlink(missing_ok=True)
+        for keep, dest in saved:
+            os.replace(keep, dest)
+        raise
+
+
+def card_path(name: str) -> Path | None:
+    """The dataset card ``datasets/synthetic/<name>.md`` of a source checkout, if present."""
+    card = Path(__file__).resolve().parents[2] / "datasets" / "synthetic" / f"{name}.md"
+    return card if card.is_file() else None
+
+
+def verify(name: str, root: Path | str) -> list[str]:
+    """Compare a generated dataset under ``root`` with its manifest; return the problems found.
+
+    An empty list means every file listed is present with the recorded SHA-256 and no file was
+    added to ``public/<name>`` or ``hidden/<name>``.
+    """
+    get_spec(name)
+    root = Path(root).resolve()
+    manifest = root / "manifests" / f"{name}.sha256"
+    if not manifest.is_file():
+        raise DataError(
+            f"no manifest {manifest}; generate it first: `medai data generate {name} --out {root}`"
+        )
+    problems: list[str] = []
+    listed: set[str] = set()
+    for line in manifest.read_text().splitlines():
+        digest, rel = line.split("  ", 1)
+        listed.add(rel)
+        f = root / rel
+        if not f.is_file():
+            problems.append(f"missing: {rel}")
+        elif sha256_file(f) != digest:
+            problems.append(f"changed: {rel}")
+    for part in ("public", "hidden"):
+        for f in sorted((root / part / name).rglob("*")):
+            rel = f.relative_to(root).as_posix()
+            if f.is_file() and rel not in listed:
+                problems.append(f"unexpected: {rel}")
+    return problems

@@ -1,0 +1,132 @@
+"""`medai data list|info|generate|verify`: the synthetic data catalogue on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medai.synthetic.core import (
+    GENERATOR_MODULES,
+    DataError,
+    all_specs,
+    card_path,
+    check_request,
+    generate,
+    get_spec,
+    verify,
+)
+
+DEFAULT_ROOT = Path(".medai") / "data"
+
+data_app = typer.Typer(
+    help="Synthetic medical datasets: list the catalogue, read a card, generate, verify.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the datasets: name, default size, formats and a one-line summary."""
+    try:
+        specs = all_specs()
+    except DataError as exc:  # pragma: no cover - a generator module failed to import
+        raise _fail(str(exc)) from None
+    width = max(len(s.name) for s in specs)
+    for s in specs:
+        size = f"{s.default_n:,} {s.unit}"
+        typer.echo(f"{s.name:<{width}}  {size:<18}  {'|'.join(s.formats):<12}  {s.summary}")
+
+
+@data_app.command("info")
+def data_info(
+    name: str = typer.Argument(..., help="Dataset name (see `medai data list`)."),
+) -> None:
+    """Show a dataset's card: purpose, schema, planted effects, limits, licence."""
+    try:
+        spec = get_spec(name)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    card = card_path(name)
+    typer.echo(
+        f"{spec.name}: default {spec.default_n:,} {spec.unit}, formats {', '.join(spec.formats)}"
+    )
+    if card is None:
+        typer.echo(f"(no card found for '{name}'; {spec.summary})")
+        return
+    typer.echo(f"card: {card}\n")
+    typer.echo(card.read_text(encoding="utf-8"))
+
+
+@data_app.command("generate")
+def data_generate(
+    name: str = typer.Argument(..., help=f"Dataset name: {', '.join(GENERATOR_MODULES)}."),
+    n: int | None = typer.Option(None, "--n", help="Size (its unit is in `medai data list`)."),
+    seed: int = typer.Option(20261123, "--seed", help="Root seed: same seed, same bytes."),
+    out: Path = typer.Option(DEFAULT_ROOT, "--out", help="Data root to write into."),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        help="File format: csv, parquet, npz, jsonl as the dataset allows (see `medai data "
+        "list`); its first format if unset.",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Generate a dataset into OUT/public/NAME (+ OUT/hidden/NAME and a SHA-256 manifest)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    try:
+        spec, total, fmt = check_request(name, n=n, seed=seed, fmt=fmt)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=quiet,
+        transient=False,
+    )
+    try:
+        with progress:
+            task = progress.add_task(f"{name} ({spec.unit})", total=total)
+            public = generate(
+                name,
+                out,
+                n=total,
+                seed=seed,
+                fmt=fmt,
+                progress=lambda k: progress.advance(task, k),
+            )
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    root = public.parent.parent
+    typer.echo(f"wrote {public} (hidden split: {root / 'hidden' / name})")
+    typer.echo(f"trainees read it with MEDAI_DATA={root / 'public'}")
+
+
+@data_app.command("verify")
+def data_verify(
+    name: str = typer.Argument(..., help="Dataset name."),
+    out: Path = typer.Option(DEFAULT_ROOT, "--out", help="Data root the dataset was written to."),
+) -> None:
+    """Check a generated dataset against its SHA-256 manifest; exit 1 on any difference."""
+    try:
+        problems = verify(name, out)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    if problems:
+        for p in problems:
+            typer.secho(p, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name}: every file matches {Path(out) / 'manifests' / (name + '.sha256')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``medai data ...`` to the root app."""
+    app.add_typer(data_app, name="data")
