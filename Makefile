@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.medai-installed
 
-.PHONY: setup up test lint format bench clean
+.PHONY: setup up test site lint format bench clean
 
 setup: $(STAMP) node_modules/.bin/configurable-http-proxy
 
@@ -31,6 +31,9 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+site: setup
+	$(BIN)/medai site build
 
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -6,6 +6,7 @@ Subpackages, one per concern:
 - :mod:`medai.hub`         the embedded JupyterHub (config builder, spawner, exchange, launcher)
 - :mod:`medai.synthetic`   synthetic medical data generators
 - :mod:`medai.autograder`  secure, parallel grading on top of nbgrader
+- :mod:`medai.site`        the course site (MkDocs Material) and notebook checks
 - :mod:`medai.sandbox`     "usable but invisible" data sandbox
 """
 
