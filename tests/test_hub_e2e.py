@@ -137,9 +137,15 @@ def test_trainee_fetches_edits_submits_and_instructor_sees_it(browser, running_h
     ctx.close()
 
 
-def test_zh_cn_language_pack_is_available(browser, running_hub):
+def test_trainee_switches_jupyterlab_to_simplified_chinese(browser, running_hub, artifacts_dir):
     ctx, page = login(browser, running_hub, "bob")
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     packs = page.request.get(f"{running_hub.url}/user/bob/lab/api/translations").json()
     assert "zh_CN" in packs["data"], packs
+    page.click("text=Settings")
+    page.click(".lm-Menu-itemLabel:text-is('Language')")
+    page.click(".lm-Menu-itemLabel:has-text('中文')")
+    page.click(".jp-Dialog-button.jp-mod-accept")
+    page.wait_for_selector(".lm-MenuBar-itemLabel:text-is('文件')", timeout=120_000)
+    page.screenshot(path=artifacts_dir / "jupyterlab-zh-cn.png")
     ctx.close()
