@@ -1,0 +1,144 @@
+"""Remote photoplethysmography (rPPG): face-camera colour traces with a known heart rate.
+
+Each clip is the mean red, green and blue value of a facial skin region, frame by frame, as a
+webcam at 30 frames per second would record it. The model follows the skin-reflection model of
+Wang et al. (IEEE Trans Biomed Eng 2017;64:1479-1491, the POS paper):
+
+    C(t) = I(t) * (skin_colour + pulse_direction * p(t)) + specular(t) * white + noise
+
+* ``p(t)`` is a pulse wave (fundamental plus a weaker second harmonic, dicrotic shape) whose
+  frequency wanders slowly around the clip's heart rate;
+* ``pulse_direction`` is the blood-volume-pulse colour signature (strongest in green, after
+  de Haan & van Leest, Physiol Meas 2014;35:1913), jittered per person;
+* ``I(t)`` carries slow lighting drift and motion: sudden head turns (bumps lasting 0.3-2 s) and,
+  in some clips, rhythmic movement (talking, nodding) at 0.8-2.2 Hz, i.e. inside the pulse band;
+* ``specular(t)`` adds white glare that follows the motion;
+* camera noise is white and small relative to the skin colour.
+
+The label is the clip's mean heart rate in beats per minute.
+Hand-written on purpose: no maintained library simulates rPPG colour traces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medai.synthetic._io import save_npz, write_csv
+from medai.synthetic.core import DatasetSpec, GenContext
+
+FPS = 30.0
+DURATION_S = (20.0, 30.0)
+HR_BPM = (48.0, 130.0)  # uniform range of the clip's mean heart rate
+TEST_FRACTION = 0.3
+PULSE_DIRECTION = np.array([0.33, 0.77, 0.53])  # relative pulsatile strength in R, G, B
+
+
+def simulate_clip(
+    rng: np.random.Generator, hr_bpm: float, n_frames: int, fps: float = FPS
+) -> tuple[np.ndarray, float]:
+    """One clip: float32 (n_frames, 3) RGB means (0-255 scale) and its mean heart rate (bpm)."""
+    t = np.arange(n_frames) / fps
+    # Instantaneous heart rate: the mean plus slow wander (+-4 bpm) and respiratory modulation.
+    wander = np.cumsum(rng.normal(0, 1, n_frames))
+    wander = (wander - np.linspace(wander[0], wander[-1], n_frames)) / np.sqrt(n_frames)
+    resp = np.sin(2 * np.pi * rng.uniform(0.15, 0.35) * t + rng.uniform(0, 6.3))
+    inst = hr_bpm + 4 * wander / (np.abs(wander).max() + 1e-9) * rng.uniform(0, 1) + resp
+    inst += hr_bpm - inst.mean()  # the label is exactly the clip mean
+    phase = 2 * np.pi * np.cumsum(inst / 60.0) / fps + rng.uniform(0, 6.3)
+    pulse = np.sin(phase) + 0.35 * np.sin(2 * phase + 0.9) + 0.1 * np.sin(3 * phase + 1.4)
+    pulse /= pulse.std()
+
+    skin = np.array([170.0, 120.0, 100.0]) * rng.uniform(0.55, 1.15)  # darker to lighter skin
+    skin *= rng.normal(1, 0.04, 3)  # camera white balance
+    direction = PULSE_DIRECTION * rng.normal(1, 0.08, 3)
+    amp = rng.uniform(0.0012, 0.004)  # pulsatile amplitude, fraction of the skin colour
+
+    # Illumination: slow drift plus motion-induced changes (all multiplicative).
+    drift = (
+        0.03
+        * rng.uniform(0.2, 1.0)
+        * np.sin(2 * np.pi * rng.uniform(0.005, 0.04) * t + rng.uniform(0, 6.3))
+    )
+    drift += rng.normal(0, 0.01) * (t / t[-1])
+    motion = np.zeros(n_frames)
+    for _ in range(rng.poisson(3)):  # head turns / shifts of the region of interest
+        t0, dur = rng.uniform(0, t[-1]), rng.uniform(0.3, 2.0)
+        motion += rng.normal(0, 0.015) * np.exp(-0.5 * ((t - t0) / (dur / 2.5)) ** 2)
+    if rng.random() < 0.25:  # rhythmic movement inside the pulse band
+        f_mov = rng.uniform(0.8, 2.2)
+        motion += rng.uniform(0.001, 0.004) * np.sin(2 * np.pi * f_mov * t + rng.uniform(0, 6.3))
+    intensity = 1 + drift + motion
+    specular = np.abs(motion) * rng.uniform(0, 60)  # glare follows motion, white light
+
+    rgb = intensity[:, None] * skin[None, :] * (1 + amp * direction[None, :] * pulse[:, None])
+    rgb += specular[:, None]
+    rgb += rng.normal(0, rng.uniform(0.05, 0.25), rgb.shape)  # camera / ROI-averaging noise
+    return rgb.astype(np.float32), float(np.round(inst.mean(), 3))
+
+
+def _write(ctx: GenContext) -> None:
+    n = ctx.n
+    assign = ctx.rng("assign")
+    hr = assign.uniform(*HR_BPM, n)
+    n_frames = np.rint(assign.uniform(*DURATION_S, n) * FPS).astype(np.int32)
+    is_test = assign.random(n) < TEST_FRACTION
+    clips: list[np.ndarray] = []
+    hr_true = np.empty(n)
+    for i in range(n):
+        rgb, hr_true[i] = simulate_clip(ctx.rng("clip", i), float(hr[i]), int(n_frames[i]))
+        clips.append(rgb)
+        if (i + 1) % 50 == 0:
+            ctx.progress(50)
+    ctx.progress(n % 50)
+    tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    hr32 = hr_true.astype(np.float32)
+    if ctx.fmt == "npz":
+        t_max = int(n_frames.max())
+
+        def stack(idx: np.ndarray) -> np.ndarray:
+            out = np.full((idx.size, t_max, 3), np.nan, dtype=np.float32)
+            for j, i in enumerate(idx):
+                out[j, : n_frames[i]] = clips[i]
+            return out
+
+        fps = np.float32(FPS)
+        save_npz(
+            ctx.public_dir / "train.npz",
+            {"rgb": stack(tr), "n_frames": n_frames[tr], "fps": fps, "hr_bpm": hr32[tr], "id": tr},
+        )
+        save_npz(
+            ctx.public_dir / "test.npz",
+            {"rgb": stack(te), "n_frames": n_frames[te], "fps": fps, "id": te},
+        )
+        save_npz(ctx.hidden_dir / "test_labels.npz", {"hr_bpm": hr32[te], "id": te})
+    else:  # csv: one row per frame, long format
+
+        def rows(idx: np.ndarray):
+            for i in idx:
+                for k, (r, g, b) in enumerate(clips[i]):
+                    yield (int(i), k, f"{k / FPS:.4f}", f"{r:.4f}", f"{g:.4f}", f"{b:.4f}")
+
+        header = ("clip_id", "frame", "t_s", "r", "g", "b")
+        write_csv(ctx.public_dir / "train_frames.csv", header, rows(tr))
+        write_csv(ctx.public_dir / "test_frames.csv", header, rows(te))
+        write_csv(
+            ctx.public_dir / "train_labels.csv",
+            ("clip_id", "hr_bpm"),
+            ((int(i), f"{hr_true[i]:.3f}") for i in tr),
+        )
+        write_csv(
+            ctx.hidden_dir / "test_labels.csv",
+            ("clip_id", "hr_bpm"),
+            ((int(i), f"{hr_true[i]:.3f}") for i in te),
+        )
+
+
+SPEC = DatasetSpec(
+    name="rppg",
+    summary="face-camera RGB mean traces (30 fps, 20-30 s) with motion and lighting artefacts; heart rate labels",
+    default_n=200,
+    formats=("npz", "csv"),
+    write=_write,
+    unit="clips",
+    max_n=50_000,
+)
