@@ -282,6 +282,15 @@ def ensure_demo_accounts(cfg: CourseConfig, layout: StateLayout) -> dict[str, st
 # 5. run
 
 
+def _die_with_parent() -> None:
+    """In the hub's process: get SIGTERM when `medai up` dies, however it dies (Linux)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -387,6 +396,7 @@ def start_hub(
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     url = f"http://{ip}:{ports.public}"
     hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
@@ -398,12 +408,26 @@ def start_hub(
     return hub, passwords, report
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_up(
     cfg: CourseConfig, *, config_path: Path, state: Path, ip: str, port: int, demo: bool
 ) -> int:
-    hub, passwords, report = start_hub(
-        cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
-    )
+    # SIGTERM during preparation or start behaves like Ctrl-C: start_hub stops what it started.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        hub, passwords, report = start_hub(
+            cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
+        )
+    except KeyboardInterrupt:
+        say("Interrupted during start; nothing left running.")
+        return 130
+    return _serve(cfg, hub, passwords, report)
+
+
+def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: CourseReport) -> int:
     course = cfg.course.id
     say("")
     say(f"MedAI Lab is running: {hub.url}")

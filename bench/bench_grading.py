@@ -1,0 +1,138 @@
+"""Grading throughput: `medai grade` (sandboxed, parallel) vs plain `nbgrader autograde`.
+
+Builds one throwaway course with the pilot lab and 40 submissions (honest ones, some with a
+wrong eGFR function, some with a weaker model), then, on this machine in one run:
+
+1. ``nbgrader autograde pilot`` — nbgrader's own executor, one submission after another, hidden
+   tests in the student's kernel (here: the lab's public checks, since our labs hold no
+   executable hidden tests);
+2. ``medai grade pilot --workers N`` — one bubblewrap sandbox per submission, N in parallel,
+   including the one reference run of the solution.
+
+Prints the throughput of each, the ratio, and medai's per-submission overhead beyond the
+notebook's own execution time (sandbox start, sanitizing, scoring, gradebook writes).
+Usage: ``python bench/bench_grading.py [--n 40] [--workers 2]``. Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _variant(nb: nbformat.NotebookNode, k: int) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "egfr_answer" and k % 4 == 1:
+            cell.source = cell.source.replace("-1.200", "-1.0")  # a wrong exponent
+        if gid == "ckd_model_answer" and k % 4 == 2:
+            cell.source = cell.source.replace("make_pipeline(", "make_pipeline(") + (
+                "\nfrom sklearn.compose import make_column_selector, make_column_transformer\n"
+                "model = make_pipeline(make_column_transformer(('passthrough', ['age']), remainder='drop'),"
+                " LogisticRegression(max_iter=MAX_ITER))"
+            )
+    return nb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="submissions")
+    ap.add_argument("--workers", type=int, default=2, help="medai grade workers")
+    args = ap.parse_args()
+
+    from medai.autograder.testing import make_course, solved, submit
+    from medai.synthetic.core import generate
+
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        generate("ehr", data, n=4000, seed=0)
+        course = make_course(tmp / "course", REPO / "labs" / "pilot", "pilot")
+        release = nbformat.read(course / "release/pilot/pilot.ipynb", as_version=4)
+        source = nbformat.read(course / "source/pilot/pilot.ipynb", as_version=4)
+        honest = solved(release, source)
+        for k in range(args.n):
+            submit(course, "pilot", f"s{k:03d}", {"pilot.ipynb": _variant(honest, k)})
+        print(
+            f"{args.n} submissions of the pilot lab; {os.cpu_count()} CPUs; load {os.getloadavg()}"
+        )
+
+        # 1. plain nbgrader: its executor, sequential; data for the kernel via MEDAI_DATA
+        t0 = time.monotonic()
+        nbg = subprocess.run(
+            [str(bindir / "nbgrader"), "autograde", "pilot", "--create", "--force"],
+            cwd=course,
+            env={**env, "MEDAI_DATA": str(data / "public")},
+            capture_output=True,
+            text=True,
+        )
+        t_nbg = time.monotonic() - t0
+        if nbg.returncode != 0:
+            print(nbg.stderr[-3000:])
+            raise SystemExit("nbgrader autograde failed")
+
+        # 2. medai grade: sandboxed, parallel (reference run included)
+        t0 = time.monotonic()
+        med = subprocess.run(
+            [
+                str(bindir / "medai"),
+                "grade",
+                "pilot",
+                "--course",
+                str(course),
+                "--data",
+                str(data),
+                "--workers",
+                str(args.workers),
+                "--force",
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        t_med = time.monotonic() - t0
+        if med.returncode != 0:
+            print(med.stdout[-3000:], med.stderr[-3000:])
+            raise SystemExit("medai grade failed")
+
+        results = [
+            json.loads(p.read_text()) for p in (course / "grading/pilot/results").glob("*.json")
+        ]
+        exec_s = [r["sandbox"]["exec_s"] for r in results]
+        per_sub = [r["seconds"] for r in results]
+        overhead = [s - e for s, e in zip(per_sub, exec_s, strict=True)]
+        scores = sorted({r["auto_score"] for r in results})
+        n = len(results)
+        print(f"\nmedai grade ({args.workers} workers, bubblewrap sandbox per submission)")
+        print(f"  wall {t_med:.1f} s -> {60 * n / t_med:.1f} submissions/min; scores seen {scores}")
+        print(f"  notebook execution per submission: median {statistics.median(exec_s):.2f} s")
+        print(
+            f"  overhead per submission beyond execution: median {statistics.median(overhead):.2f} s, "
+            f"max {max(overhead):.2f} s (sandbox start, imports, sanitize, score, store)"
+        )
+        print("nbgrader autograde (sequential, student kernel)")
+        print(f"  wall {t_nbg:.1f} s -> {60 * args.n / t_nbg:.1f} submissions/min")
+        print(
+            f"  per submission {t_nbg / args.n:.2f} s, of which beyond the notebook's execution "
+            f"~{t_nbg / args.n - statistics.median(exec_s):.2f} s"
+        )
+        print(f"\nthroughput ratio medai / nbgrader: {t_nbg / t_med:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

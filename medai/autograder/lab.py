@@ -1,0 +1,317 @@
+"""What a lab notebook imports: ``check("task-id", value)`` and the course data helpers.
+
+This module runs inside the trainee's kernel, so it knows nothing secret. It has two modes:
+
+- **public** (a trainee working, or papermill in CI): ``check`` runs the task's public checks from
+  the ``tasks.yaml`` beside the notebook (type and range, worked examples, the model's metric on
+  a held-out part of the *public* training data) and prints instant feedback.
+- **grading** (inside the grader's sandbox, switched on by :mod:`medai.autograder.runner`):
+  ``check`` only *records* plain values for the trusted scorer — the value itself, the function's
+  results on the inputs the grader supplies, or the model's predictions for the hidden split's
+  rows. It never sees expected values or hidden labels; scoring happens outside the sandbox.
+
+Usage in a lab (see labs/README.md)::
+
+    from medai.autograder.lab import check, data_dir, read_table
+    check("ckd_rate", ckd_rate)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medai.autograder import plain
+from medai.autograder.tasks import FunctionTask, PredictTask, TaskFile, ValueTask, load_tasks
+
+__all__ = ["CheckFailed", "check", "data_dir", "read_table"]
+
+
+@dataclass
+class _Grading:
+    spec: TaskFile
+    inputs_dir: Path
+    emit: Callable[[dict], None]
+    cell: int = -1
+    nb: str = ""
+
+
+_grading: _Grading | None = None
+_public_spec: TaskFile | None = None
+
+
+def _enter_grading(spec: TaskFile, inputs_dir: Path, emit: Callable[[dict], None]) -> _Grading:
+    """Switch to grading mode (called by the sandbox runner, never by a lab)."""
+    global _grading
+    _grading = _Grading(spec, Path(inputs_dir), emit)
+    return _grading
+
+
+# --------------------------------------------------------------------------- data helpers
+
+
+def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
+    """The public folder of ``dataset``.
+
+    ``$MEDAI_DATA/<dataset>`` on the hub and in the grader. When ``MEDAI_DATA`` is unset (self-study
+    on a laptop) the dataset is generated once into ``~/.cache/medai/data`` with ``n`` and ``seed``.
+    """
+    root = os.environ.get("MEDAI_DATA")
+    if root:
+        path = Path(root) / dataset
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"dataset '{dataset}' is not under MEDAI_DATA={root}; ask your instructor, or unset "
+                "MEDAI_DATA to generate it locally"
+            )
+        return path
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medai" / "data"
+    path = cache / "public" / dataset
+    if not path.is_dir():
+        from medai.synthetic.core import generate
+
+        print(f"MEDAI_DATA is not set: generating '{dataset}' into {cache} (once)")
+        generate(dataset, cache, n=n, seed=seed)
+    return path
+
+
+def read_table(dataset: str, table: str) -> Any:
+    """Read ``table`` of ``dataset`` (CSV or Parquet, whichever was generated) as a DataFrame."""
+    import pandas as pd
+
+    folder = data_dir(dataset)
+    for ext, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        if (folder / f"{table}{ext}").exists():
+            return reader(folder / f"{table}{ext}")
+    raise FileNotFoundError(f"no table '{table}' (.csv or .parquet) in {folder}")
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def _spec() -> TaskFile:
+    global _public_spec
+    if _grading is not None:
+        return _grading.spec
+    if _public_spec is None:
+        path = Path(os.environ.get("MEDAI_TASKS", "tasks.yaml"))
+        _public_spec = load_tasks(path)
+    return _public_spec
+
+
+def check(task_id: str, value: Any, *extra: Any) -> bool | None:
+    """Check the answer to ``task_id``.
+
+    Public mode prints feedback and returns True, or raises :class:`CheckFailed` (an
+    ``AssertionError``) saying what is wrong, like an nbgrader test cell. Grading mode records
+    plain values for the trusted scorer and returns ``None``. ``extra`` carries what a task kind
+    needs besides the value (``predict``: the feature table, one row per id).
+    """
+    spec = _spec()
+    if task_id not in spec.tasks:
+        raise KeyError(f"no task '{task_id}' in the lab's tasks.yaml; known: {sorted(spec.tasks)}")
+    task = spec.tasks[task_id]
+    if _grading is not None:
+        _record(task_id, task, value, extra)
+        return None
+    if isinstance(task, ValueTask):
+        return _public_value(task_id, task, value)
+    if isinstance(task, FunctionTask):
+        return _public_function(task_id, task, value)
+    return _public_predict(task_id, task, value, extra)
+
+
+class CheckFailed(AssertionError):
+    """A public check failed; the message says what to fix."""
+
+
+def _say(ok: bool, task_id: str, message: str) -> bool:
+    if not ok:
+        raise CheckFailed(f"FAIL [{task_id}] {message}")
+    print(f"PASS [{task_id}] {message}")
+    return ok
+
+
+# --------------------------------------------------------------------------- grading mode
+
+
+def _record(task_id: str, task: Any, value: Any, extra: tuple) -> None:
+    g = _grading
+    assert g is not None
+    try:
+        if isinstance(task, ValueTask):
+            payload = plain.encode(value)
+        elif isinstance(task, FunctionTask):
+            payload = plain.encode(_call_cases(value, g.inputs_dir / f"{task_id}.json"))
+        else:
+            payload = plain.encode(_predict_hidden(task, value, extra))
+        g.emit({"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "value": payload})
+        print(f"recorded [{task_id}]: it is scored after grading")
+    except Exception as exc:  # the trainee's value could not be recorded: scored 0, say why
+        g.emit(
+            {"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "error": _describe(exc)}
+        )
+        print(f"could not record [{task_id}]: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _call_cases(fn: Any, cases_file: Path) -> list:
+    if not callable(fn):
+        raise TypeError(f"expected a function, got {type(fn).__name__}")
+    cases = json.loads(cases_file.read_text())
+    out: list = []
+    for kwargs in cases:
+        try:
+            out.append(fn(**kwargs))
+        except Exception as exc:
+            out.append(plain.CaseError(_describe(exc)))
+    return out
+
+
+def _features(task: PredictTask, X: Any) -> Any:
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(
+            f"pass the feature table too: check(task, model, X) with X a DataFrame indexed by "
+            f"{task.id_column}"
+        )
+    if task.id_column in X.columns:
+        X = X.set_index(task.id_column)
+    X = X.copy()
+    X.index = X.index.astype(str)
+    return X
+
+
+def _rows(task: PredictTask) -> tuple[Any, Any, list[str]]:
+    train = read_table(task.dataset, task.train_labels)
+    ids = read_table(task.dataset, task.test_ids.table)
+    for col, want in task.test_ids.where.items():
+        ids = ids[ids[col] == want]
+    y = train.set_index(train[task.id_column].astype(str))[task.target]
+    return y.index, y, [str(i) for i in ids[task.id_column]]
+
+
+def _scores(model: Any, X: Any) -> np.ndarray:
+    if hasattr(model, "predict_proba"):
+        s = np.asarray(model.predict_proba(X))
+        return s[:, 1] if s.ndim == 2 else s
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(X))
+    raise TypeError("the model needs predict_proba or decision_function")
+
+
+def _fit(model: Any, X: Any, y: Any) -> Any:
+    from sklearn.base import clone
+
+    if not hasattr(model, "fit"):
+        raise TypeError(f"expected a scikit-learn estimator, got {type(model).__name__}")
+    return clone(model).fit(X, y)
+
+
+def _predict_hidden(task: PredictTask, model: Any, extra: tuple) -> Any:
+    import pandas as pd
+
+    X = _features(task, extra[0] if extra else None)
+    train_ids, y, test_ids = _rows(task)
+    missing = [i for i in test_ids if i not in X.index]
+    if missing:
+        raise ValueError(f"the feature table lacks {len(missing)} of the rows to predict")
+    fitted = _fit(model, X.loc[train_ids], y.loc[train_ids].to_numpy())
+    scores = _scores(fitted, X.loc[test_ids]).astype(float)
+    return pd.Series(scores, index=test_ids)
+
+
+# --------------------------------------------------------------------------- public mode
+
+
+def _public_value(task_id: str, task: ValueTask, value: Any) -> bool:
+    want = task.public
+    kinds = {
+        "float": (float, np.floating, int, np.integer),
+        "int": (int, np.integer),
+        "bool": (bool, np.bool_),
+        "str": (str,),
+        "array": (np.ndarray,),
+    }
+    if want.type == "series":
+        import pandas as pd
+
+        kinds["series"] = (pd.Series,)
+    if want.type and not isinstance(value, kinds[want.type]):
+        return _say(False, task_id, f"expected a {want.type}, got {type(value).__name__}")
+    if isinstance(value, bool | np.bool_) and want.type in ("float", "int"):
+        return _say(False, task_id, f"expected a {want.type}, got a bool")
+    try:
+        plain.encode(value)
+    except plain.PlainError as exc:
+        return _say(False, task_id, f"this value cannot be graded: {exc}")
+    if want.min is not None or want.max is not None:
+        arr = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            return _say(False, task_id, "the value is not finite")
+        lo = -np.inf if want.min is None else want.min
+        hi = np.inf if want.max is None else want.max
+        if arr.min() < lo or arr.max() > hi:
+            return _say(False, task_id, f"expected values between {lo} and {hi}")
+    return _say(True, task_id, "has the right form; the grader compares it with the reference")
+
+
+def _public_function(task_id: str, task: FunctionTask, fn: Any) -> bool:
+    from medai.autograder.scoring import values_match
+
+    if not callable(fn):
+        return _say(False, task_id, f"expected a function, got {type(fn).__name__}")
+    problems = []
+    for ex in task.examples:
+        try:
+            got = fn(**ex.args)
+        except Exception as exc:
+            problems.append(f"{ex.args} raised {_describe(exc)}")
+            continue
+        try:
+            match = values_match(ex.expect, plain.decode(plain.encode(got)), task.tolerance)
+        except plain.PlainError as exc:
+            problems.append(f"{ex.args} returned something ungradable: {exc}")
+            continue
+        if not match:
+            problems.append(f"{ex.args}: expected {ex.expect!r}, got {got!r}")
+    if problems:
+        return _say(False, task_id, "; ".join(problems))
+    return _say(
+        True, task_id, f"{len(task.examples)} worked example(s) right; the grader tries more"
+    )
+
+
+def _public_predict(task_id: str, task: PredictTask, model: Any, extra: tuple) -> bool:
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from medai.autograder.scoring import metric_fraction
+
+    try:
+        X = _features(task, extra[0] if extra else None)
+        train_ids, y, _ = _rows(task)
+        fit_ids, val_ids = train_test_split(
+            list(train_ids), test_size=task.public_holdout, random_state=0, stratify=y.to_numpy()
+        )
+        fitted = _fit(model, X.loc[fit_ids], y.loc[fit_ids].to_numpy())
+        auc = float(roc_auc_score(y.loc[val_ids].to_numpy(), _scores(fitted, X.loc[val_ids])))
+    except Exception as exc:
+        return _say(False, task_id, f"could not fit and score the model: {_describe(exc)}")
+    frac = metric_fraction(auc, task.zero_marks_at, task.full_marks_at)
+    msg = (
+        f"AUROC {auc:.3f} on {len(val_ids)} held-out public training rows (full marks at "
+        f">= {task.full_marks_at}, none at <= {task.zero_marks_at}: this would earn "
+        f"{frac:.0%}). The grade uses the hidden split."
+    )
+    return _say(frac >= 1.0, task_id, msg)

@@ -1,0 +1,1 @@
+"""Adversarial submissions for the autograder suite (see attacks.py)."""
