@@ -19,7 +19,7 @@ from medai.hub.layout import (
     SANDBOX_COURSE_ROOT,
     SANDBOX_DATA,
     SANDBOX_EXCHANGE,
-    SANDBOX_HIDDEN_DATA,
+    SANDBOX_DATA_ROOT,
     StateLayout,
 )
 
@@ -50,8 +50,11 @@ def formgrader_argv(
     argv += ["--bind", str(ex / "outbound"), f"{SANDBOX_EXCHANGE}/{course}/outbound"]
     argv += ["--bind", str(ex / "feedback"), f"{SANDBOX_EXCHANGE}/{course}/feedback"]
     argv += ["--ro-bind", str(layout.public_data), SANDBOX_DATA]
-    argv += ["--ro-bind", str(layout.hidden_data), SANDBOX_HIDDEN_DATA]
+    argv += ["--ro-bind", str(layout.data), SANDBOX_DATA_ROOT]
     argv += ["--setenv", "MEDAI_DATA", SANDBOX_DATA]
+    # what `medai grade` reads when staff run it from the formgrader's terminal
+    argv += ["--setenv", "MEDAI_DATA_ROOT", SANDBOX_DATA_ROOT]
+    argv += ["--setenv", "MEDAI_COURSE_DIR", SANDBOX_COURSE_ROOT]
     argv += ["--setenv", "PATH", software.path_env]
     argv += ["--setenv", "JUPYTER_CONFIG_PATH", SANDBOX_COURSE_ROOT]
     argv += ["--chdir", SANDBOX_COURSE_ROOT, "--"]

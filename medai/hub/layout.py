@@ -29,7 +29,7 @@ SANDBOX_EXCHANGE = "/srv/medai/exchange"
 SANDBOX_DATA = "/data"
 SANDBOX_JUPYTER_CONFIG = "/opt/medai/etc/jupyter"
 SANDBOX_COURSE_ROOT = "/srv/medai/course"
-SANDBOX_HIDDEN_DATA = "/srv/medai/hidden-data"
+SANDBOX_DATA_ROOT = "/srv/medai/data"  # graders only: public/ and hidden/ (MEDAI_DATA_ROOT)
 
 
 def sandbox_home(user: str) -> str:
