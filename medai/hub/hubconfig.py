@@ -52,7 +52,7 @@ def formgrader_argv(
     argv += ["--ro-bind", str(layout.public_data), SANDBOX_DATA]
     argv += ["--ro-bind", str(layout.data), SANDBOX_DATA_ROOT]
     argv += ["--setenv", "MEDAI_DATA", SANDBOX_DATA]
-    # what `medai grade` reads when staff run it from the formgrader's terminal
+    # where nbgrader-side tools in the formgrader find the data root and the course
     argv += ["--setenv", "MEDAI_DATA_ROOT", SANDBOX_DATA_ROOT]
     argv += ["--setenv", "MEDAI_COURSE_DIR", SANDBOX_COURSE_ROOT]
     argv += ["--setenv", "PATH", software.path_env]
