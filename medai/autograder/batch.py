@@ -44,11 +44,21 @@ from medai.autograder.sanitize import (
     sanitize,
     strip_hidden_tests,
 )
-from medai.autograder.scoring import TaskScore, score_function, score_predict, score_value
+from medai.autograder.scoring import (
+    ModelTruth,
+    TaskScore,
+    score_function,
+    score_model,
+    score_predict,
+    score_property,
+    score_value,
+)
 from medai.autograder.tasks import (
     ArgSpec,
     FunctionTask,
+    ModelTask,
     PredictTask,
+    PropertyTask,
     TaskFile,
     ValueTask,
     load_tasks,
@@ -112,6 +122,7 @@ class Lab:
     inputs_dir: Path
     cases: dict[str, list[dict]] = field(default_factory=dict)
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    truth: dict[str, ModelTruth] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     reference_report: dict[str, str] = field(default_factory=dict)
 
@@ -239,7 +250,33 @@ def prepare_lab(course: Course, lab_id: str, data_root: Path | None) -> Lab:
                 str(i): int(v)
                 for i, v in zip(table[task.id_column], table[task.target], strict=True)
             }
+        elif isinstance(task, ModelTask):
+            lab.truth[tid] = model_truth(tid, task, data_root)
     return lab
+
+
+def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth:
+    """The hidden test labels of a model task, aligned to its public test inputs (trusted side)."""
+    from medai.autograder.modeldata import align, load_source
+
+    if data_root is None:
+        raise GradingError(
+            f"task '{tid}' is scored on hidden labels: pass --data ROOT (the folder with "
+            "public/ and hidden/) or set MEDAI_DATA_ROOT"
+        )
+    public = data_root / "public" / task.dataset
+    hidden = data_root / "hidden" / task.dataset
+    try:
+        inputs = load_source(task.test.inputs, public)
+        labels = load_source(task.test.labels, public, hidden)
+        aligned = align(inputs, labels, f"task '{tid}' test split")
+    except (OSError, KeyError, ValueError) as exc:
+        raise GradingError(
+            f"task '{tid}': cannot load the test split of dataset '{task.dataset}' under "
+            f"{data_root}: {exc}. Check tasks.yaml (test.inputs / test.labels) and that "
+            f"`medai data generate {task.dataset}` wrote both public/ and hidden/"
+        ) from None
+    return ModelTruth(aligned, len(inputs.value))
 
 
 # --------------------------------------------------------------------------- one run
@@ -344,6 +381,14 @@ def reference(
                 f"the reference solution of '{lab.id}' recorded no value for task '{tid}' "
                 f"(sandbox status {res.status}); fix the lab. Sandbox log:\n{res.log[-3000:]}"
             )
+        if isinstance(task, ModelTask | PropertyTask):
+            # the reference is scored like a submission; below full marks is reported, not fatal
+            s = _score_task(lab, tid, {"value": expected[tid]})
+            report[tid] = (
+                s.message
+                if s.fraction >= 1.0
+                else (f"WARNING: the reference solution earns {s.fraction:.0%}: {s.message}")
+            )
         if isinstance(task, PredictTask):
             s = score_predict(task, plain.decode(expected[tid]), lab.labels[tid])
             report[tid] = s.message
@@ -384,6 +429,10 @@ def _score_task(lab: Lab, tid: str, rec: dict | None) -> TaskScore:
         return score_value(task, lab.expected[tid], got)
     if isinstance(task, FunctionTask):
         return score_function(task, lab.cases[tid], lab.expected[tid], got)
+    if isinstance(task, ModelTask):
+        return score_model(task, got, lab.truth[tid])
+    if isinstance(task, PropertyTask):
+        return score_property(task, got)
     return score_predict(task, got, lab.labels[tid])
 
 

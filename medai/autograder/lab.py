@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 
 from medai.autograder import plain
-from medai.autograder.tasks import FunctionTask, PredictTask, TaskFile, ValueTask, load_tasks
+from medai.autograder.tasks import (
+    FunctionTask,
+    ModelTask,
+    PredictTask,
+    PropertyTask,
+    TaskFile,
+    ValueTask,
+    load_tasks,
+)
 
 __all__ = ["CheckFailed", "check", "data_dir", "read_table"]
 
@@ -111,7 +119,9 @@ def check(task_id: str, value: Any, *extra: Any) -> bool | None:
     Public mode prints feedback and returns True, or raises :class:`CheckFailed` (an
     ``AssertionError``) saying what is wrong, like an nbgrader test cell. Grading mode records
     plain values for the trusted scorer and returns ``None``. ``extra`` carries what a task kind
-    needs besides the value (``predict``: the feature table, one row per id).
+    needs besides the value (``predict``: the feature table, one row per id; ``property``: more
+    values for the property, e.g. a second id list for ``disjoint``). For a ``model`` task the
+    value is a predict function, called on the split's inputs.
     """
     spec = _spec()
     if task_id not in spec.tasks:
@@ -124,6 +134,10 @@ def check(task_id: str, value: Any, *extra: Any) -> bool | None:
         return _public_value(task_id, task, value)
     if isinstance(task, FunctionTask):
         return _public_function(task_id, task, value)
+    if isinstance(task, ModelTask):
+        return _public_model(task_id, task, value)
+    if isinstance(task, PropertyTask):
+        return _public_property(task_id, task, value, extra)
     return _public_predict(task_id, task, value, extra)
 
 
@@ -149,6 +163,12 @@ def _record(task_id: str, task: Any, value: Any, extra: tuple) -> None:
             payload = plain.encode(value)
         elif isinstance(task, FunctionTask):
             payload = plain.encode(_call_cases(value, g.inputs_dir / f"{task_id}.json"))
+        elif isinstance(task, ModelTask):
+            payload = plain.encode(_predict_test(task, value))
+        elif isinstance(task, PropertyTask):
+            from medai.autograder.properties import to_plain_args
+
+            payload = plain.encode(to_plain_args((value, *extra)))
         else:
             payload = plain.encode(_predict_hidden(task, value, extra))
         g.emit({"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "value": payload})
@@ -231,7 +251,78 @@ def _predict_hidden(task: PredictTask, model: Any, extra: tuple) -> Any:
     return pd.Series(scores, index=test_ids)
 
 
+def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
+    """Load the public inputs of ``split`` (dev or test), call ``fn`` on them; validate."""
+    from medai.autograder.modeldata import load_source, to_plain_output, validate_output
+
+    if not callable(fn):
+        raise TypeError(f"expected a predict function, got {type(fn).__name__}")
+    src = getattr(task, split).inputs
+    inputs = load_source(src, data_dir(task.dataset))  # public only: no hidden folder given
+    n = len(inputs.value)
+    pred = to_plain_output(fn(inputs.value), task.output, inputs.ids)
+    return inputs, validate_output(pred, task.output, n)
+
+
+def _predict_test(task: ModelTask, fn: Any) -> Any:
+    """Grading mode: predictions for the test inputs (public files); never any label."""
+    _, pred = _run_predict(task, fn, "test")
+    return pred
+
+
 # --------------------------------------------------------------------------- public mode
+
+
+def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
+    from medai.autograder.metrics import MetricError, compute
+    from medai.autograder.modeldata import OutputError, align, load_source, validate_output
+    from medai.autograder.scoring import metric_fraction
+
+    try:
+        inputs, pred = _run_predict(task, fn, "dev")
+    except OutputError as exc:
+        return _say(False, task_id, f"the predictions are malformed: {exc}")
+    except Exception as exc:
+        return _say(False, task_id, f"could not run the predict function: {_describe(exc)}")
+    try:
+        labels = align(inputs, load_source(task.dev.labels, data_dir(task.dataset)), "dev split")
+    except Exception as exc:  # a lab or data problem, not the trainee's
+        return _say(False, task_id, f"could not load the dev labels: {_describe(exc)}")
+    if task.output.type == "mask":  # now that the labels are known, check the mask size
+        try:
+            validate_output(pred, task.output, len(pred), np.asarray(labels).shape[1:])
+        except OutputError as exc:
+            return _say(False, task_id, f"the predictions are malformed: {exc}")
+    parts, fracs = [], []
+    for m in task.metrics:
+        try:
+            value = compute(m.name, labels, pred, match_label=m.match_label)
+        except MetricError as exc:
+            return _say(False, task_id, str(exc))
+        frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
+        fracs.append(frac)
+        cmp = ">=" if m.full_marks_at > m.zero_marks_at else "<="
+        parts.append(
+            f"{m.name} {value:.3f} (full marks at {cmp} {m.full_marks_at:g}, none at "
+            f"{'<=' if cmp == '>=' else '>='} {m.zero_marks_at:g})"
+        )
+    n = len(pred)
+    msg = (
+        "; ".join(parts) + f" on {n} labelled dev cases: this would earn "
+        f"{sum(fracs) / len(fracs):.0%}. The grade uses the hidden test split."
+    )
+    return _say(min(fracs) >= 1.0, task_id, msg)
+
+
+def _public_property(task_id: str, task: PropertyTask, value: Any, extra: tuple) -> bool:
+    from medai.autograder.properties import evaluate, to_plain_args
+
+    try:  # the same plain round trip as when graded, so the verdict is the same
+        values = plain.decode(plain.encode(to_plain_args((value, *extra))))
+    except plain.PlainError as exc:
+        return _say(False, task_id, f"this value cannot be graded: {exc}")
+    frac, msg = evaluate(task.property, values, task.params)
+    return _say(frac >= 1.0, task_id, msg + ("" if frac >= 1.0 else f" (score {frac:.0%})"))
 
 
 def _public_value(task_id: str, task: ValueTask, value: Any) -> bool:

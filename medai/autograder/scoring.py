@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from medai.autograder.plain import CaseError
-from medai.autograder.tasks import FunctionTask, PredictTask, Tolerance, ValueTask
+from medai.autograder.tasks import (
+    FunctionTask,
+    ModelTask,
+    PredictTask,
+    PropertyTask,
+    Tolerance,
+    ValueTask,
+)
 
 
 @dataclass
@@ -65,7 +72,10 @@ def values_match(expected: Any, got: Any, tol: Tolerance) -> bool:
 
 
 def metric_fraction(value: float, zero_at: float, full_at: float) -> float:
-    """Linear partial credit: 0 at or below ``zero_at``, 1 at or above ``full_at``."""
+    """Linear partial credit: 0 at ``zero_at``, 1 at ``full_at``, linear between, clipped.
+
+    Works in either direction: with ``full_at < zero_at`` lower values are better (ECE, MAE).
+    """
     if not math.isfinite(value):
         return 0.0
     return float(min(1.0, max(0.0, (value - zero_at) / (full_at - zero_at))))
@@ -119,6 +129,51 @@ def score_predict(task: PredictTask, got: Any, labels: dict[str, int]) -> TaskSc
         f"AUROC {auc:.3f} on the hidden split (full marks at >= {task.full_marks_at}, "
         f"none at <= {task.zero_marks_at})",
     )
+
+
+@dataclass
+class ModelTruth:
+    """What the trusted scorer knows of a model task's test split (never sent to a sandbox)."""
+
+    labels: Any  # hidden labels, aligned to the order of the public test inputs
+    n: int  # number of test inputs
+
+
+def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
+    """Validate recorded predictions, compute each metric on the hidden labels, average."""
+    from medai.autograder.metrics import MetricError, compute
+    from medai.autograder.modeldata import OutputError, validate_output
+
+    if task.output.type != "spans" and isinstance(got, list):
+        return TaskScore(0.0, "malformed predictions: expected an array, got a list")
+    shape = np.asarray(truth.labels).shape[1:] if task.output.type == "mask" else None
+    try:
+        pred = validate_output(got, task.output, truth.n, shape)
+    except OutputError as exc:
+        return TaskScore(0.0, f"malformed predictions: {exc}")
+    parts, total = [], 0.0
+    for m in task.metrics:
+        try:
+            value = compute(m.name, truth.labels, pred, match_label=m.match_label)
+        except MetricError as exc:
+            parts.append(f"{m.name}: not computable ({exc}): 0")
+            continue
+        frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
+        total += frac
+        parts.append(
+            f"{m.name} {value:.3f} (full marks at {m.full_marks_at:g}, none at "
+            f"{m.zero_marks_at:g}): {frac:.0%}"
+        )
+    frac = total / len(task.metrics)
+    return TaskScore(frac, "; ".join(parts) + f" on the hidden test split ({truth.n} cases)")
+
+
+def score_property(task: PropertyTask, got: Any) -> TaskScore:
+    """Evaluate the task's property on the recorded ``[value, *extra]``."""
+    from medai.autograder.properties import evaluate
+
+    frac, msg = evaluate(task.property, got, task.params)
+    return TaskScore(frac, msg)
 
 
 def _short(x: Any) -> str:

@@ -4,7 +4,7 @@ The file sits beside the lab's notebook and is released to trainees with it: gra
 transparent (tolerances and metric thresholds are public). What stays secret is never in it:
 expected values come from running the reference solution in the grader, and labels of the hidden
 split are read only by the trusted scorer. The grader always uses the course *source* copy, never
-the one in a submission. Three kinds of automatically scored task::
+the one in a submission. Five kinds of automatically scored task::
 
     tasks:
       ckd_rate:                      # a value computed from public data
@@ -18,6 +18,18 @@ the one in a submission. Three kinds of automatically scored task::
         kind: predict
         dataset: ehr
         ...
+
+      skin_cnn:                      # a predict function, scored on hidden labels by metrics
+        kind: model
+        dataset: skin
+        dev: {inputs: {npz: train.npz, key: images}, labels: {npz: train.npz, key: labels}}
+        test: {inputs: {npz: test.npz, key: images},
+               labels: {hidden: true, npz: test_labels.npz, key: labels}}
+        output: {type: proba, classes: 7}
+        metrics: [{name: macro_auroc, full_marks_at: 0.9, zero_marks_at: 0.75}]
+      no_leakage:                    # a named property of what the trainee passes
+        kind: property
+        property: disjoint
 
 Free-text answers are nbgrader's manually graded cells and need no entry here.
 """
@@ -111,7 +123,178 @@ class PredictTask(_Strict):
         return self
 
 
-Task = Annotated[ValueTask | FunctionTask | PredictTask, Field(discriminator="kind")]
+# --------------------------------------------------------------------------- kind: model
+
+_FILE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"  # a plain file name inside the dataset folder
+FileName = Annotated[str, Field(pattern=_FILE)]
+Scalar = str | int | float | bool
+Where = dict[str, Scalar | list[Scalar]]
+
+
+class IdsSource(_Strict):
+    """``{csv: patients.csv, column: patient_id, where: {split: test}}``: a list of ids."""
+
+    csv: FileName
+    column: str
+    where: Where = Field(default_factory=dict)
+
+
+class DataSource(_Strict):
+    """Where a split's inputs or labels come from; exactly one of npz, csv, jsonl, ids.
+
+    Files are relative to ``$MEDAI_DATA/<dataset>/`` (public) or, with ``hidden: true``, to
+    ``<root>/hidden/<dataset>/``, which only the trusted scorer reads.
+    """
+
+    hidden: bool = False
+    npz: FileName | None = None
+    key: str | None = Field(None, description="npz: the array to read.")
+    csv: FileName | None = Field(None, description="A table (.csv, or the .parquet twin).")
+    jsonl: FileName | None = None
+    ids: IdsSource | None = None
+    where: Where = Field(default_factory=dict, description="csv/jsonl: keep matching rows.")
+    id_column: str | None = Field(None, description="csv: the id column (aligns labels).")
+    id_field: str = Field("id", description="jsonl: the id field (aligns labels).")
+    column: str | None = Field(None, description="csv labels: one column -> (n,).")
+    columns: list[str] | None = Field(None, description="csv labels: several -> (n, k).")
+    field: str | None = Field(None, description="jsonl labels: one field per record.")
+    drop: list[str] = Field(default_factory=list, description="csv/jsonl inputs: hide these.")
+
+    @model_validator(mode="after")
+    def _one(self) -> DataSource:
+        given = [k for k in ("npz", "csv", "jsonl", "ids") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of npz, csv, jsonl, ids (got {given or 'none'})")
+        kind = given[0]
+        if kind == "npz" and not self.key:
+            raise ValueError("an npz source needs `key` (the array to read)")
+        if kind != "npz" and self.key is not None:
+            raise ValueError("`key` belongs to npz sources")
+        if kind != "csv" and (self.column or self.columns or self.id_column):
+            raise ValueError("`column`, `columns` and `id_column` belong to csv sources")
+        if self.column and self.columns:
+            raise ValueError("give `column` or `columns`, not both")
+        if kind != "jsonl" and self.field is not None:
+            raise ValueError("`field` belongs to jsonl sources")
+        if kind in ("npz", "ids") and (self.where or self.drop):
+            raise ValueError("`where` and `drop` belong to csv and jsonl sources")
+        if kind == "ids" and self.hidden:
+            raise ValueError("an ids source is always public")
+        return self
+
+    @property
+    def file(self) -> str:
+        return self.npz or self.csv or self.jsonl or (self.ids.csv if self.ids else "")
+
+
+class Split(_Strict):
+    inputs: DataSource
+    labels: DataSource
+
+    @model_validator(mode="after")
+    def _inputs_public(self) -> Split:
+        if self.inputs.hidden:
+            raise ValueError(
+                "inputs must be public (hidden: true is only for labels): the trainee's predict "
+                "function runs on them inside the sandbox"
+            )
+        return self
+
+
+OutputType = Literal["proba", "score", "label", "mask", "spans", "risk"]
+
+
+class OutputSpec(_Strict):
+    type: OutputType
+    classes: int | None = Field(None, ge=2, description="proba/label: the number of classes.")
+
+    @model_validator(mode="after")
+    def _classes(self) -> OutputSpec:
+        if self.type == "proba" and self.classes is None:
+            raise ValueError("a proba output needs `classes` (2 for a binary outcome)")
+        if self.classes is not None and self.type not in ("proba", "label"):
+            raise ValueError(f"`classes` does not apply to a {self.type} output")
+        return self
+
+
+class MetricSpec(_Strict):
+    name: str
+    full_marks_at: float
+    zero_marks_at: float
+    match_label: bool = Field(False, description="span metrics: labels must match too.")
+
+    @model_validator(mode="after")
+    def _known(self) -> MetricSpec:
+        from medai.autograder.metrics import METRICS
+
+        if self.name not in METRICS:
+            raise ValueError(f"unknown metric '{self.name}'; known: {sorted(METRICS)}")
+        if self.full_marks_at == self.zero_marks_at:
+            raise ValueError("full_marks_at and zero_marks_at must differ")
+        if self.match_label and not self.name.startswith("span_"):
+            raise ValueError("`match_label` applies to span_recall and span_precision only")
+        return self
+
+
+class ModelTask(_Strict):
+    kind: Literal["model"]
+    dataset: str
+    dev: Split = Field(description="A labelled public split: instant feedback.")
+    test: Split = Field(description="Public inputs, hidden labels: the grade.")
+    output: OutputSpec
+    metrics: list[MetricSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> ModelTask:
+        from medai.autograder.metrics import METRICS
+
+        if self.dev.labels.hidden:
+            raise ValueError("dev.labels must be public: the instant feedback uses them")
+        if not self.test.labels.hidden:
+            raise ValueError(
+                "test.labels must say `hidden: true` (read from <root>/hidden/<dataset>/ by the "
+                "scorer only); a public test split would let trainees fit on it"
+            )
+        for m in self.metrics:
+            ok = METRICS[m.name].accepts
+            if not ok(self.output):
+                raise ValueError(
+                    f"metric '{m.name}' needs {METRICS[m.name].needs}, not a "
+                    f"{self.output.type} output"
+                    + (f" with {self.output.classes} classes" if self.output.classes else "")
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- kind: property
+
+
+class PropertyTask(_Strict):
+    kind: Literal["property"]
+    property: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> PropertyTask:
+        from medai.autograder.properties import PROPERTIES
+
+        if self.property not in PROPERTIES:
+            raise ValueError(f"unknown property '{self.property}'; known: {sorted(PROPERTIES)}")
+        model = PROPERTIES[self.property].params
+        try:
+            model.model_validate(self.params)
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"params.{'.'.join(str(p) for p in e['loc']) or '(all)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"bad params for property '{self.property}': {errs}") from None
+        return self
+
+
+Task = Annotated[
+    ValueTask | FunctionTask | PredictTask | ModelTask | PropertyTask, Field(discriminator="kind")
+]
 
 
 class TaskFile(_Strict):

@@ -18,8 +18,8 @@ from medai.hub.isolation import Software, common_argv
 from medai.hub.layout import (
     SANDBOX_COURSE_ROOT,
     SANDBOX_DATA,
-    SANDBOX_EXCHANGE,
     SANDBOX_DATA_ROOT,
+    SANDBOX_EXCHANGE,
     StateLayout,
 )
 
