@@ -11,7 +11,10 @@ wrong eGFR function, some with a weaker model), then, on this machine in one run
 
 Prints the throughput of each, the ratio, and medai's per-submission overhead beyond the
 notebook's own execution time (sandbox start, sanitizing, scoring, gradebook writes).
-Usage: ``python bench/bench_grading.py [--n 40] [--workers 2]``. Prints figures, asserts nothing.
+``--scoring`` instead times the trusted scorer of ``model`` tasks alone: validating recorded
+predictions and computing each metric of medai/autograder/metrics.py on hidden-split-sized data.
+Usage: ``python bench/bench_grading.py [--n 40] [--workers 2] [--scoring]``. Prints figures,
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="submissions")
     ap.add_argument("--workers", type=int, default=2, help="medai grade workers")
+    ap.add_argument("--scoring", action="store_true", help="time the model-task scorer only")
     args = ap.parse_args()
+    if args.scoring:
+        bench_scoring()
+        return
 
     from medai.autograder.testing import make_course, solved, submit
     from medai.synthetic.core import generate
@@ -132,6 +139,69 @@ def main() -> None:
             f"~{t_nbg / args.n - statistics.median(exec_s):.2f} s"
         )
         print(f"\nthroughput ratio medai / nbgrader: {t_nbg / t_med:.2f}x")
+
+
+def bench_scoring(repeats: int = 3) -> None:
+    """Seconds to validate and score one submission's predictions, per metric (best of 3)."""
+    import numpy as np
+
+    from medai.autograder.scoring import ModelTruth, score_model
+    from medai.autograder.tasks import parse_tasks
+
+    rng = np.random.default_rng(0)
+    n, k, masks = 10_000, 7, (200, 128, 128)
+    y_bin = rng.integers(0, 2, n)
+    p_bin = np.clip(0.3 * y_bin + rng.uniform(0, 0.7, n), 0, 1)
+    y_k = rng.integers(0, k, n)
+    p_k = rng.dirichlet(np.ones(k), n)
+    surv = np.stack([rng.exponential(1000, n), rng.integers(0, 2, n)], axis=1)
+    m_true = rng.uniform(size=masks) < 0.02
+    m_pred = m_true ^ (rng.uniform(size=masks) < 0.01)
+    notes = [[{"start": i, "end": i + 5, "label": "NAME"} for i in range(0, 400, 40)]] * 2000
+    cases = {
+        "auroc": ({"type": "proba", "classes": 2}, y_bin, np.stack([1 - p_bin, p_bin], 1)),
+        "ece": ({"type": "proba", "classes": 2}, y_bin, np.stack([1 - p_bin, p_bin], 1)),
+        "brier": ({"type": "proba", "classes": 2}, y_bin, np.stack([1 - p_bin, p_bin], 1)),
+        "macro_auroc": ({"type": "proba", "classes": k}, y_k, p_k),
+        "balanced_accuracy": ({"type": "proba", "classes": k}, y_k, p_k),
+        "accuracy": ({"type": "proba", "classes": k}, y_k, p_k),
+        "c_index": ({"type": "risk"}, surv, rng.normal(size=n)),
+        "mae": ({"type": "score"}, rng.normal(size=n), rng.normal(size=n)),
+        "dice": ({"type": "mask"}, m_true, m_pred),
+        "lesion_sensitivity": ({"type": "mask"}, m_true, m_pred),
+        "span_recall": ({"type": "spans"}, notes, notes),
+        "span_precision": ({"type": "spans"}, notes, notes),
+    }
+    print(f"trusted scorer, one submission (best of {repeats}):")
+    for name, (output, labels, pred) in cases.items():
+        src = {"npz": "x.npz", "key": "x"}
+        task = parse_tasks(
+            {
+                "lab": "bench",
+                "tasks": {
+                    "t": {
+                        "kind": "model",
+                        "dataset": "d",
+                        "dev": {"inputs": src, "labels": src},
+                        "test": {"inputs": src, "labels": {**src, "hidden": True}},
+                        "output": output,
+                        "metrics": [{"name": name, "full_marks_at": 1, "zero_marks_at": 0}],
+                    }
+                },
+            }
+        ).tasks["t"]
+        truth = ModelTruth(labels, len(labels))
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            score_model(task, pred, truth)
+            best = min(best, time.perf_counter() - t)
+        size = (
+            f"{len(labels)} cases"
+            if name not in ("dice", "lesion_sensitivity")
+            else (f"{masks[0]} masks of {masks[1]}x{masks[2]}")
+        )
+        print(f"  {name:<20} {best * 1000:8.1f} ms  ({size})")
 
 
 if __name__ == "__main__":

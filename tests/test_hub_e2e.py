@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,9 +61,7 @@ def test_trainee_fetches_edits_submits_and_instructor_sees_it(browser, running_h
     cell.wait_for(timeout=60_000)
     cell.click()
     page.keyboard.press("Control+A")
-    page.keyboard.type("def double(x):")
-    page.keyboard.press("Enter")
-    page.keyboard.type("return 2 * x")
+    page.keyboard.insert_text("def double(x):\n    return 2 * x")  # as pasted: no auto-indent
     page.keyboard.press("Control+S")
     deadline = time.monotonic() + 30
     saved = ""
@@ -129,6 +130,43 @@ def test_trainee_fetches_edits_submits_and_instructor_sees_it(browser, running_h
     assert re.search(r"alice", page.content())
     page.screenshot(path=artifacts_dir / "8-instructor-sees-submission.png")
     ctx.close()
+
+    # --- feedback: graded and released by the instructor, fetched by alice only -------------
+    cdir = hub.layout.course_dir(course)
+    exchange = f"--Exchange.root={hub.layout.root / 'exchange'}"
+    bindir = Path(sys.executable).parent
+    for cmd in (
+        [bindir / "medai", "grade", "hello", "--course", cdir, "--data", hub.layout.data],
+        [bindir / "nbgrader", "generate_feedback", "hello", "--force"],
+        [bindir / "nbgrader", "release_feedback", "hello", exchange],
+    ):
+        res = subprocess.run([str(c) for c in cmd], cwd=cdir, capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    mine = hub.layout.user_feedback(course, "alice")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(mine.glob("*.html")):
+        time.sleep(0.5)
+    assert list(mine.glob("*.html")), "feedback did not reach alice's feedback folder"
+    assert not list(hub.layout.user_feedback(course, "bob").glob("*.html"))
+    ctx2, page2 = login(browser, hub, "alice")
+    page2.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    open_assignment_list(page2)
+    row = page2.locator("#submitted_assignments_list .list_item", has_text="hello").first
+    row.locator("button", has_text="Fetch Feedback").click()
+    deadline = time.monotonic() + 60
+    fetched = []
+    while time.monotonic() < deadline and not fetched:
+        fetched = list(
+            (hub.layout.home("alice") / course / "hello" / "feedback").glob("*/hello.html")
+        )
+        time.sleep(0.5)
+    assert fetched, "alice could not fetch her feedback"
+    feedback = fetched[0].read_text()
+    assert "Score: 1.0 / 1.0" in feedback  # her edited answer was graded correct
+    assert "BEGIN HIDDEN TESTS" not in feedback
+    page2.goto(f"{hub.url}/user/alice/files/{fetched[0].relative_to(hub.layout.home('alice'))}")
+    page2.screenshot(path=artifacts_dir / "9-alice-reads-feedback.png")
+    ctx2.close()
 
     # The TA may open the formgrader too.
     ctx, page = login(browser, hub, "helper")

@@ -72,7 +72,9 @@ def run_probe(alice, planted) -> dict:
                 report["readable"].append(p)
             except OSError:
                 pass
-        markers = [m.encode() for m in {planted["markers"]!r}]
+        # reversed on the wire, so the probe's own source (kept in IPython's history
+        # database in alice's home) does not contain the markers it looks for
+        markers = [m[::-1].encode() for m in {[m[::-1] for m in planted["markers"]]!r}]
         skip = ("/proc", "/sys", "/dev", "/usr")
         for top in os.listdir("/"):
             root = "/" + top

@@ -679,9 +679,11 @@ def store(
     out_dir = course.autograded / student / lab.id
     for name, nb in autograded.items():
         _atomic_write(out_dir / f"{name}.ipynb", nbformat.writes(nb))
-    ts = course.submitted / student / lab.id / "timestamp.txt"
-    if ts.exists():
-        _atomic_write(out_dir / "timestamp.txt", ts.read_bytes())
+    # nbgrader's generate/release_feedback read these beside the autograded notebooks
+    for keep in ("timestamp.txt", "submission_secret.txt"):
+        src = course.submitted / student / lab.id / keep
+        if src.exists():
+            _atomic_write(out_dir / keep, src.read_bytes())
     write_gradebook(course, lab, result)
     log = result.pop("log", "")
     lines = [

@@ -7,8 +7,10 @@ This module runs inside the trainee's kernel, so it knows nothing secret. It has
   a held-out part of the *public* training data) and prints instant feedback.
 - **grading** (inside the grader's sandbox, switched on by :mod:`medai.autograder.runner`):
   ``check`` only *records* plain values for the trusted scorer — the value itself, the function's
-  results on the inputs the grader supplies, or the model's predictions for the hidden split's
-  rows. It never sees expected values or hidden labels; scoring happens outside the sandbox.
+  results on the inputs the grader supplies, the model's predictions for the hidden split's
+  rows (``predict``; ``model``: the predict function called on the test split's public inputs),
+  or the values a ``property`` is computed on. It never sees expected values or hidden labels
+  (they are not even mounted in the sandbox); scoring happens outside it.
 
 Usage in a lab (see labs/README.md)::
 
@@ -64,11 +66,16 @@ def _enter_grading(spec: TaskFile, inputs_dir: Path, emit: Callable[[dict], None
 # --------------------------------------------------------------------------- data helpers
 
 
+_resolved: dict[str, Path] = {}  # dataset -> folder chosen by the lab's own data_dir() call
+
+
 def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
     """The public folder of ``dataset``.
 
     ``$MEDAI_DATA/<dataset>`` on the hub and in the grader. When ``MEDAI_DATA`` is unset (self-study
-    on a laptop) the dataset is generated once into ``~/.cache/medai/data`` with ``n`` and ``seed``.
+    on a laptop) the dataset is generated once into ``~/.cache/medai/data/<dataset>-n<n>-s<seed>``,
+    so two labs asking for different sizes or seeds never share a stale copy. Later calls without
+    ``n``/``seed`` (``read_table``, the checks) reuse the folder the lab chose.
     """
     root = os.environ.get("MEDAI_DATA")
     if root:
@@ -79,13 +86,17 @@ def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
                 "MEDAI_DATA to generate it locally"
             )
         return path
+    if n is None and seed == 0 and dataset in _resolved:
+        return _resolved[dataset]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medai" / "data"
-    path = cache / "public" / dataset
+    key = f"{dataset}-n{n if n is not None else 'default'}-s{seed}"
+    path = cache / key / "public" / dataset
     if not path.is_dir():
         from medai.synthetic.core import generate
 
-        print(f"MEDAI_DATA is not set: generating '{dataset}' into {cache} (once)")
-        generate(dataset, cache, n=n, seed=seed)
+        print(f"MEDAI_DATA is not set: generating '{dataset}' into {cache / key} (once)")
+        generate(dataset, cache / key, n=n, seed=seed)
+    _resolved[dataset] = path
     return path
 
 

@@ -348,6 +348,11 @@ class BubblewrapBackend:
         lim = job.limits
         a = [self.bwrap, "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000"]
         a += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "grader"]
+        # Fresh /proc, /dev and the tmpfs mounts first: binds below may live under /tmp (a
+        # checkout in /tmp, say) and must not be hidden by the private /tmp mounted over them.
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        a += ["--size", str(lim.scratch_mb * 1024 * 1024), "--tmpfs", "/scratch"]
+        a += ["--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp"]
         a += ["--ro-bind", "/usr", "/usr"]
         for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             p = Path("/") / top
@@ -364,9 +369,6 @@ class BubblewrapBackend:
         a += ["--ro-bind", str(job.job_dir), "/job"]
         if job.data_dir is not None:
             a += ["--ro-bind", str(job.data_dir), "/data"]
-        a += ["--proc", "/proc", "--dev", "/dev"]
-        a += ["--size", str(lim.scratch_mb * 1024 * 1024), "--tmpfs", "/scratch"]
-        a += ["--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp"]
         a += ["--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
         return a
 

@@ -152,7 +152,9 @@ class DataSource(_Strict):
     csv: FileName | None = Field(None, description="A table (.csv, or the .parquet twin).")
     jsonl: FileName | None = None
     ids: IdsSource | None = None
-    where: Where = Field(default_factory=dict, description="csv/jsonl: keep matching rows.")
+    where: Where = Field(
+        default_factory=dict, description="csv/jsonl/npz: keep matching rows (npz: by arrays)."
+    )
     id_column: str | None = Field(None, description="csv: the id column (aligns labels).")
     id_field: str = Field("id", description="jsonl: the id field (aligns labels).")
     column: str | None = Field(None, description="csv labels: one column -> (n,).")
@@ -176,8 +178,10 @@ class DataSource(_Strict):
             raise ValueError("give `column` or `columns`, not both")
         if kind != "jsonl" and self.field is not None:
             raise ValueError("`field` belongs to jsonl sources")
-        if kind in ("npz", "ids") and (self.where or self.drop):
-            raise ValueError("`where` and `drop` belong to csv and jsonl sources")
+        if kind in ("npz", "ids") and self.drop:
+            raise ValueError("`drop` belongs to csv and jsonl sources")
+        if kind == "ids" and self.where:
+            raise ValueError("an ids source takes `where` inside `ids:`")
         if kind == "ids" and self.hidden:
             raise ValueError("an ids source is always public")
         return self

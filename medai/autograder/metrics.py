@@ -1,0 +1,236 @@
+"""Metrics of ``model`` tasks, by name (``metrics: [{name: ..., full_marks_at: ..., ...}]``).
+
+Each metric takes the labels and the *validated* predictions (see
+:func:`medai.autograder.modeldata.validate_output`: ``proba`` is ``(n, k)``, ``score``/``risk`` ``(n,)``,
+``label`` ``(n,)`` integers, ``mask`` ``(n, H, W)`` bool, ``spans`` a list of lists of
+``{start, end, label}``) and returns one float. The same functions give the trainee's instant
+feedback (dev labels, in the kernel) and the grade (hidden labels, in the trusted scorer).
+
+Library implementations are used where they exist (scikit-learn, lifelines, scipy, and the span
+scorer of :mod:`medai.synthetic.notes`); ``ece``, ``dice`` and ``lesion_sensitivity`` are written
+here because no installed library provides them with these conventions (each says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["METRICS", "Metric", "MetricError", "compute"]
+
+
+class MetricError(ValueError):
+    """Labels and predictions that a metric cannot score (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    fn: Callable[..., float]
+    outputs: tuple[str, ...]  # output types it scores
+    needs: str  # for error messages: what output it needs
+    binary: bool = False  # proba outputs must have classes == 2
+    higher_is_better: bool = True
+
+    def accepts(self, output: Any) -> bool:
+        if output.type not in self.outputs:
+            return False
+        return not (self.binary and output.type in ("proba", "label") and output.classes != 2)
+
+
+def _positive(pred: np.ndarray) -> np.ndarray:
+    """The positive-class column of a binary ``(n, 2)`` proba, or a ``(n,)`` score as is."""
+    return pred[:, 1] if pred.ndim == 2 else pred
+
+
+def _labels_1d(y: Any) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise MetricError(f"expected one label per case, got labels of shape {y.shape}")
+    return y
+
+
+def _binary(y: Any) -> np.ndarray:
+    y = _labels_1d(y)
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise MetricError(f"a binary metric needs 0/1 labels, got values {sorted(values)[:5]}")
+    if len(values) < 2:
+        raise MetricError("the labels hold one class only: AUROC is undefined")
+    return y.astype(int)
+
+
+def _classes(pred: np.ndarray) -> np.ndarray:
+    return pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(int)
+
+
+def auroc(y: Any, pred: np.ndarray, **_: Any) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(_binary(y), _positive(pred)))
+
+
+def macro_auroc(y: Any, pred: np.ndarray, **_: Any) -> float:
+    """One-vs-rest AUROC averaged over the classes present in ``y`` (sklearn, ``ovr``/macro)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = _labels_1d(y).astype(int)
+    if pred.shape[1] == 2:
+        return auroc(y, pred)
+    present = np.unique(y)
+    if len(present) < 2:
+        raise MetricError("the labels hold one class only: AUROC is undefined")
+    if len(present) < pred.shape[1]:
+        # sklearn's multi-class ovr needs every class present; average the present ones
+        return float(np.mean([roc_auc_score(y == c, pred[:, c]) for c in present]))
+    return float(roc_auc_score(y, pred, multi_class="ovr", average="macro"))
+
+
+def balanced_accuracy(y: Any, pred: np.ndarray, **_: Any) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(_labels_1d(y).astype(int), _classes(pred)))
+
+
+def accuracy(y: Any, pred: np.ndarray, **_: Any) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(_labels_1d(y).astype(int), _classes(pred)))
+
+
+def ece(y: Any, pred: np.ndarray, n_bins: int = 10, **_: Any) -> float:
+    """Expected calibration error of a binary probability, ``n_bins`` equal-width bins on [0, 1].
+
+    Written here: scikit-learn has ``calibration_curve`` but no ECE. Each case falls in the bin
+    holding its predicted probability (1.0 in the last bin); ECE is the case-weighted mean of
+    ``|observed rate - mean predicted probability|`` over non-empty bins. Lower is better.
+    """
+    y = _labels_1d(y).astype(float)
+    p = _positive(pred).astype(float)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
+    return float(total / len(y))
+
+
+def brier(y: Any, pred: np.ndarray, **_: Any) -> float:
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(_labels_1d(y).astype(int), _positive(pred)))
+
+
+def c_index(y: Any, pred: np.ndarray, **_: Any) -> float:
+    """Harrell's C (lifelines). Labels ``(n, 2)``: time, event; higher risk = earlier event."""
+    from lifelines.utils import concordance_index
+
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 2 or y.shape[1] != 2:
+        raise MetricError(f"c_index needs labels with two columns (time, event), got {y.shape}")
+    return float(concordance_index(y[:, 0], -np.asarray(pred, dtype=float), y[:, 1]))
+
+
+def dice(y: Any, pred: np.ndarray, **_: Any) -> float:
+    """Mean per-image Dice of binary masks; an image where both masks are empty counts 1.
+
+    Written here (vectorised numpy): scipy's ``distance.dice`` is a dissimilarity of two flat
+    vectors, with no per-image mean or empty-mask convention.
+    """
+    t = np.asarray(y).astype(bool).reshape(len(y), -1)
+    p = np.asarray(pred).astype(bool).reshape(len(pred), -1)
+    inter = (t & p).sum(axis=1)
+    size = t.sum(axis=1) + p.sum(axis=1)
+    per = np.where(size == 0, 1.0, 2.0 * inter / np.maximum(size, 1))
+    return float(per.mean())
+
+
+def lesion_sensitivity(y: Any, pred: np.ndarray, **_: Any) -> float:
+    """Share of true lesions (8-connected components of the true masks) touched by the prediction.
+
+    Components come from ``scipy.ndimage.label``; the pooling over images is written here. With
+    no true lesion at all, nothing can be missed: 1.0.
+    """
+    from scipy import ndimage
+
+    found = total = 0
+    structure = np.ones((3, 3), dtype=bool)
+    for t, p in zip(np.asarray(y).astype(bool), np.asarray(pred).astype(bool), strict=True):
+        lab, n = ndimage.label(t, structure=structure)
+        if n == 0:
+            continue
+        hit = np.unique(lab[p & (lab > 0)])
+        found += len(hit)
+        total += n
+    return float(found / total) if total else 1.0
+
+
+def _span_scores(y: list, pred: list, match_label: bool) -> dict[str, float]:
+    """:func:`medai.synthetic.notes.score_spans`, per label when ``match_label``."""
+    from medai.synthetic.notes import score_spans
+
+    if not match_label:
+        return score_spans(y, pred)
+    labels = {s.get("label") for note in [*y, *pred] for s in note}
+    found = total = good = made = 0.0
+    for lab in labels:
+        g = [[s for s in note if s.get("label") == lab] for note in y]
+        p = [[s for s in note if s.get("label") == lab] for note in pred]
+        r = score_spans(g, p)
+        found += r["recall"] * r["n_gold"]
+        total += r["n_gold"]
+        good += r["precision"] * r["n_pred"]
+        made += r["n_pred"]
+    return {"recall": found / total if total else 1.0, "precision": good / made if made else 1.0}
+
+
+def span_recall(y: list, pred: list, match_label: bool = False, **_: Any) -> float:
+    """Share of true identifiers every character of which lies inside a predicted span."""
+    return float(_span_scores(y, pred, match_label)["recall"])
+
+
+def span_precision(y: list, pred: list, match_label: bool = False, **_: Any) -> float:
+    """Share of predicted spans at least half of whose characters lie inside true identifiers."""
+    return float(_span_scores(y, pred, match_label)["precision"])
+
+
+def mae(y: Any, pred: np.ndarray, **_: Any) -> float:
+    from sklearn.metrics import mean_absolute_error
+
+    return float(mean_absolute_error(np.asarray(y, dtype=float), np.asarray(pred, dtype=float)))
+
+
+_BIN = "a binary proba (classes: 2) or a score"
+METRICS: dict[str, Metric] = {
+    "auroc": Metric(auroc, ("proba", "score", "risk"), _BIN, binary=True),
+    "macro_auroc": Metric(macro_auroc, ("proba",), "a proba output"),
+    "balanced_accuracy": Metric(balanced_accuracy, ("proba", "label"), "a proba or label output"),
+    "accuracy": Metric(accuracy, ("proba", "label"), "a proba or label output"),
+    "ece": Metric(ece, ("proba",), "a binary proba", binary=True, higher_is_better=False),
+    "brier": Metric(brier, ("proba",), "a binary proba", binary=True, higher_is_better=False),
+    "c_index": Metric(c_index, ("risk", "score"), "a risk or score output"),
+    "dice": Metric(dice, ("mask",), "a mask output"),
+    "lesion_sensitivity": Metric(lesion_sensitivity, ("mask",), "a mask output"),
+    "span_recall": Metric(span_recall, ("spans",), "a spans output"),
+    "span_precision": Metric(span_precision, ("spans",), "a spans output"),
+    "mae": Metric(mae, ("score", "risk"), "a score or risk output", higher_is_better=False),
+}
+
+
+def compute(name: str, labels: Any, pred: Any, *, match_label: bool = False) -> float:
+    """Metric ``name`` of validated predictions ``pred`` against ``labels``.
+
+    Raises :class:`MetricError` when the pair cannot be scored (say, one class only).
+    """
+    metric = METRICS[name]
+    try:
+        value = metric.fn(labels, pred, match_label=match_label)
+    except MetricError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        raise MetricError(f"{name} could not be computed: {exc}") from None
+    if not np.isfinite(value):
+        raise MetricError(f"{name} is not finite ({value})")
+    return value
