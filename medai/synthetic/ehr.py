@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 CHUNK = 50_000  # patients per chunk; fixed so output does not depend on n
 TEST_FRACTION = 0.3
+N_FOLDS = 5  # public `fold` column: 0..4 at random, for development splits of the training patients
 FOLLOW_UP_DAYS = 1826
 BASELINE_DAYS = 730
 INDEX_START = "2019-01-01"
@@ -100,6 +101,7 @@ SCHEMAS = {
             ("index_date", pa.date32()),
             ("smoking_status", S),
             ("split", S),
+            ("fold", pa.int64()),
         ]
     ),
     "encounters": pa.schema(
@@ -190,6 +192,7 @@ def _chunk(ctx: GenContext, ci: int, start: int, stop: int, enc_base: int, keys:
     birth_year = index_year - np.floor(p["age"]).astype(int) - (rng.random(m) < 0.5)
     smoking_obs = np.where(rng.random(m) < SMOKING_MISSING[r], -1, p["smoking"])
     test = rng.random(m) < TEST_FRACTION
+    fold = ctx.rng("fold", ci).integers(0, N_FOLDS, m)  # own stream: other columns unchanged
 
     # --- encounters in the baseline window; the last one is the index visit ---------------------
     chronic = p["diabetes"] | p["hypertension"]
@@ -337,6 +340,7 @@ def _chunk(ctx: GenContext, ci: int, start: int, stop: int, enc_base: int, keys:
             "index_date": dates(index_day),
             "smoking_status": categorical(smoking_obs, co.SMOKING),
             "split": categorical(test.astype(int), ("train", "test")),
+            "fold": ints(fold),
         },
         "encounters": {
             "encounter_id": eid,

@@ -33,6 +33,7 @@ WEIBULL_SCALE = 0.012  # lambda, per year**rho at the reference covariates
 ENTRY_YEARS = 3.0
 STUDY_YEARS = 8.0
 DROPOUT_RATE = 0.03  # per year
+N_FOLDS = 5  # public `fold` column of `train`: 0..4 at random, for development splits
 
 # True log hazard ratios (per unit of the named covariate as published in the tables).
 LOG_HR: dict[str, float] = {
@@ -56,7 +57,13 @@ _COVARIATES = [
     ("statin", pa.int64()),
 ]
 TRAIN_SCHEMA = pa.schema(
-    [("patient_id", S), *_COVARIATES, ("time_days", pa.int64()), ("event", pa.int64())]
+    [
+        ("patient_id", S),
+        *_COVARIATES,
+        ("time_days", pa.int64()),
+        ("event", pa.int64()),
+        ("fold", pa.int64()),
+    ]
 )
 TEST_SCHEMA = pa.schema([("patient_id", S), *_COVARIATES])
 HIDDEN_SCHEMA = pa.schema(
@@ -103,7 +110,8 @@ def _chunk(ctx: GenContext, ci: int, m: int):
         "statin": ints(statin),
     }
     test = ctx.rng("split", ci).random(m) < TEST_FRACTION
-    return cov, days, event, lp, test
+    fold = ctx.rng("fold", ci).integers(0, N_FOLDS, m)
+    return cov, days, event, lp, test, fold
 
 
 def write(ctx: GenContext) -> None:
@@ -116,7 +124,7 @@ def write(ctx: GenContext) -> None:
     events = 0
     try:
         for ci, (start, stop) in enumerate(chunks(ctx.n, CHUNK)):
-            cov, days, event, lp, test = _chunk(ctx, ci, stop - start)
+            cov, days, event, lp, test, fold = _chunk(ctx, ci, stop - start)
             pid = pseudonyms("S", np.arange(start, stop), key)
             tr, te = pa.array(~test), pa.array(test)
             w_train.write(
@@ -125,6 +133,7 @@ def write(ctx: GenContext) -> None:
                     **{k: v.filter(tr) for k, v in cov.items()},
                     "time_days": ints(days[~test]),
                     "event": ints(event[~test]),
+                    "fold": ints(fold[~test]),
                 }
             )
             w_test.write(
