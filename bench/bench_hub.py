@@ -58,9 +58,6 @@ def course(n: int) -> tuple[Path, object]:
 
 def simple_spawner(settings: dict) -> None:
     settings["JupyterHub"]["spawner_class"] = "jupyterhub.spawner.SimpleLocalProcessSpawner"
-    settings["JupyterHub"]["services"] = [
-        s for s in settings["JupyterHub"]["services"] if s["name"] != "bench"
-    ]
     home = Path(tempfile.mkdtemp(prefix="medai-bench-homes-"))
     settings["SimpleLocalProcessSpawner"] = {"home_dir_template": str(home / "{username}")}
     settings["Spawner"]["cmd"] = settings["BwrapSpawner"]["server_cmd"] + ["--allow-root"]
@@ -145,7 +142,7 @@ def run(kind: str, repeat: int, n_burst: int) -> dict:
         demo=True,
         echo=lambda m: None,
         settings_hook=hook,
-        log_level="WARNING",
+        log_level="WARN",
     )
     try:
         single = browser_logins(hub, passwords, repeat)
