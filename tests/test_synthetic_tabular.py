@@ -204,7 +204,9 @@ def test_survival_cox_recovers_hazard_ratios(data_root):
     train = pd.read_csv(pub / "train.csv")
     assert set(pd.read_csv(pub / "test.csv").columns).isdisjoint({"time_days", "event"})
     # the reference analysis uses every patient: train (public) + test (hidden outcomes)
-    d = pd.concat([train, test.drop(columns="linear_predictor")]).drop(columns=["patient_id", "fold"])
+    d = pd.concat([train, test.drop(columns="linear_predictor")]).drop(
+        columns=["patient_id", "fold"]
+    )
     effects = json.loads((hid / "effects.json").read_text())
     assert 0.1 < d["event"].mean() < 0.5  # censoring is substantial but events are not rare
     X = d.assign(age=(d["age"] - 60) / 10, sbp=(d["sbp"] - 130) / 10).rename(
