@@ -94,6 +94,8 @@ def test_dice_and_lesion_sensitivity_by_hand():
     assert compute("dice", t, p) == pytest.approx((d1 + d2 + 1) / 3)
     assert compute("lesion_sensitivity", t, p) == pytest.approx(2 / 3)
     assert compute("lesion_sensitivity", np.zeros((1, 3, 3)), np.zeros((1, 3, 3), bool)) == 1.0
+    # painting everything touches every lesion but finds none (IoU 4/36 < 0.2)
+    assert compute("lesion_sensitivity", t, np.ones_like(t)) == 0.0
 
 
 def test_span_metrics_mirror_the_notes_scorer():

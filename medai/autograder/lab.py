@@ -69,6 +69,17 @@ def _enter_grading(spec: TaskFile, inputs_dir: Path, emit: Callable[[dict], None
 _resolved: dict[str, Path] = {}  # dataset -> folder chosen by the lab's own data_dir() call
 
 
+def _generator_version(dataset: str) -> str:
+    """Short hash of the generator's source, so an updated course never reuses stale data."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"medai.synthetic.{dataset}")
+    if spec is None or spec.origin is None:
+        return "unknown"
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:8]
+
+
 def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
     """The public folder of ``dataset``.
 
@@ -89,7 +100,7 @@ def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
     if n is None and seed == 0 and dataset in _resolved:
         return _resolved[dataset]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medai" / "data"
-    key = f"{dataset}-n{n if n is not None else 'default'}-s{seed}"
+    key = f"{dataset}-n{n if n is not None else 'default'}-s{seed}-{_generator_version(dataset)}"
     path = cache / key / "public" / dataset
     if not path.is_dir():
         from medai.synthetic.core import generate

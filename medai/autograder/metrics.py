@@ -147,11 +147,19 @@ def dice(y: Any, pred: np.ndarray, **_: Any) -> float:
     return float(per.mean())
 
 
-def lesion_sensitivity(y: Any, pred: np.ndarray, **_: Any) -> float:
-    """Share of true lesions (8-connected components of the true masks) touched by the prediction.
+LESION_MIN_IOU = 0.2
 
-    Components come from ``scipy.ndimage.label``; the pooling over images is written here. With
-    no true lesion at all, nothing can be missed: 1.0.
+
+def lesion_sensitivity(
+    y: Any, pred: np.ndarray, min_iou: float = LESION_MIN_IOU, **_: Any
+) -> float:
+    """Share of true lesions (8-connected components of the true masks) that the prediction finds.
+
+    A lesion is found when the predicted components touching it, taken together, overlap it with
+    an intersection over union of at least ``min_iou`` (0.2: a loose detection criterion). Merely
+    touching is not enough, or painting the whole image, or a noisy global threshold, would
+    "find" every lesion. Components come from ``scipy.ndimage.label``; the matching and pooling
+    over images are written here. With no true lesion at all, nothing can be missed: 1.0.
     """
     from scipy import ndimage
 
@@ -161,9 +169,16 @@ def lesion_sensitivity(y: Any, pred: np.ndarray, **_: Any) -> float:
         lab, n = ndimage.label(t, structure=structure)
         if n == 0:
             continue
-        hit = np.unique(lab[p & (lab > 0)])
-        found += len(hit)
         total += n
+        plab, _ = ndimage.label(p, structure=structure)
+        for k in range(1, n + 1):
+            lesion = lab == k
+            touching = np.unique(plab[lesion & (plab > 0)])
+            if touching.size == 0:
+                continue
+            predicted = np.isin(plab, touching)
+            iou = (lesion & predicted).sum() / (lesion | predicted).sum()
+            found += bool(iou >= min_iou)
     return float(found / total) if total else 1.0
 
 

@@ -19,6 +19,7 @@ from medai.synthetic._io import save_npz, write_jsonl
 from medai.synthetic.core import DatasetSpec, GenContext
 
 IMAGE_SIZE = 64
+DEV_FRACTION = 0.2  # of the non-test images
 TEST_FRACTION = 0.25
 LESION_COUNT_P = np.array([0.25, 0.40, 0.25, 0.10])  # P(0), P(1), P(2), P(3) lesions
 RADIUS_PX = (3.5, 8.0)  # lesion radius range, pixels
@@ -110,8 +111,17 @@ def _write(ctx: GenContext) -> None:
         if (i + 1) % 100 == 0:
             ctx.progress(100)
     ctx.progress(n % 100)
-    tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    # a labelled development split carved from the non-test images (drawn after everything
+    # else, so the existing images and test split stay the same)
+    is_dev = ~is_test & (assign.random(n) < DEV_FRACTION)
+    tr = np.flatnonzero(~is_test & ~is_dev)
+    dv, te = np.flatnonzero(is_dev), np.flatnonzero(is_test)
     save_npz(ctx.public_dir / "train.npz", {"images": images[tr], "masks": masks[tr], "id": tr})
+    save_npz(ctx.public_dir / "dev.npz", {"images": images[dv], "masks": masks[dv], "id": dv})
+    write_jsonl(
+        ctx.public_dir / "dev_lesions.jsonl",
+        ({"id": int(i), "lesions": lesion_lists[i]} for i in dv),
+    )
     save_npz(ctx.public_dir / "test.npz", {"images": images[te], "id": te})
     save_npz(ctx.hidden_dir / "test_masks.npz", {"masks": masks[te], "id": te})
     write_jsonl(
