@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medai.autograder.testing import verdicts
 from medai.site.notebooks import ci_parameters
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,28 +172,6 @@ def test_naive_answers_fail_their_public_checks(data_root, tmp_path, monkeypatch
     # a value task's public check looks at the form only: ignoring censoring is caught when
     # graded against the reference (asserted in the test above)
     assert found.get("km_5y") == "PASS", found
-
-
-def verdicts(executed: Path) -> dict[str, str]:
-    """grade_id of each check cell -> "PASS", "FAIL", or the end of what it printed instead."""
-    nb = nbformat.read(executed, as_version=4)
-    found = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade"):
-            continue
-        text = "".join(
-            o.get("text", "") + (f"{o['ename']}: {o['evalue']}" if "ename" in o else "")
-            for o in cell.get("outputs", [])
-        )
-        gid = meta["grade_id"]
-        if f"FAIL [{gid}]" in text:
-            found[gid] = "FAIL"
-        elif f"PASS [{gid}]" in text:
-            found[gid] = "PASS"
-        else:
-            found[gid] = text.strip()[-300:] or "no output"
-    return found
 
 
 # --------------------------------------------------------------------------- calibration script

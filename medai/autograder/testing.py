@@ -103,3 +103,26 @@ def submit(
     ts = timestamp or dt.datetime.now(dt.UTC)
     (folder / "timestamp.txt").write_text(ts.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
     return folder
+
+
+def verdicts(executed: Path) -> dict[str, str]:
+    """grade_id of each check cell of an executed notebook -> "PASS", "FAIL", or the end of what
+    it printed instead (for lab tests that run a variant of a lab under papermill)."""
+    nb = nbformat.read(executed, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade"):
+            continue
+        text = "".join(
+            o.get("text", "") + (f"{o['ename']}: {o['evalue']}" if "ename" in o else "")
+            for o in cell.get("outputs", [])
+        )
+        gid = meta["grade_id"]
+        if f"FAIL [{gid}]" in text:
+            found[gid] = "FAIL"
+        elif f"PASS [{gid}]" in text:
+            found[gid] = "PASS"
+        else:
+            found[gid] = text.strip()[-300:] or "no output"
+    return found
