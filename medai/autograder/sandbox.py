@@ -291,7 +291,10 @@ def _execute(
             malformed += 1
     done = any(rec.get("type") == "done" for rec in records)
     if status == "ok" and not done:
-        status = "crashed"
+        # RLIMIT_CPU ends a busy loop with SIGKILL (soft = hard limit); seen from here that is
+        # a kill after about cpu_s seconds of a single busy thread: a time-out, not a crash.
+        cpu_killed = proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+        status = "timeout" if cpu_killed and wall >= 0.8 * limits.cpu_s else "crashed"
     log = b"".join(log_chunks).decode("utf-8", "replace")
     return SandboxResult(status, records, proc.returncode, wall, log, malformed)
 
