@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from medai.autograder.metrics import compute
-from medai.autograder.modeldata import load_source, to_plain_output, validate_output
 from medai.autograder.tasks import load_tasks
+from medai.autograder.testing import hidden_model_scores, with_answer
 from medai.synthetic.core import generate
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "m5-dermatology"
@@ -32,7 +31,6 @@ NB = LAB / "m5-dermatology.ipynb"
 TASK = "skin_cnn"
 SPEC = load_tasks(LAB / "tasks.yaml").tasks[TASK]
 CI = yaml.safe_load((LAB / "ci.yaml").read_text(encoding="utf-8"))
-SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
 
 NAIVE = {
     "majority": (
@@ -55,12 +53,7 @@ NAIVE = {
 
 
 def _variant(answer: str | None) -> nbformat.NotebookNode:
-    """The source notebook, with the CNN's solution region replaced by ``answer`` (if given)."""
-    nb = nbformat.read(NB, as_version=4)
-    if answer is not None:
-        cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "skin_cnn_answer")
-        cell.source = SOLUTION.sub(lambda _m: answer, cell.source)
-    return nb
+    return with_answer(NB, f"{TASK}_answer", answer)
 
 
 @pytest.fixture(scope="module")
@@ -71,28 +64,8 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _hidden_scores(nb: nbformat.NotebookNode, root: Path, monkeypatch) -> dict[str, float]:
-    """Run the notebook's cells in-process with the CI parameters; score ``predict`` on the
-    hidden test labels exactly as the trusted scorer does."""
-    monkeypatch.setenv("MEDAI_DATA", str(root / "public"))
-    recorded: dict = {}
-    ns: dict = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if cell.cell_type != "code" or gid == "explore":
-                continue
-            source = cell.source.replace("check, data_dir", "data_dir")
-            if gid == "parameters":
-                source += "".join(f"\n{k} = {v!r}" for k, v in CI.items())
-            ns["check"] = lambda tid, value, *extra: recorded.__setitem__(tid, value)
-            exec(source, ns)
-    public, hidden = root / "public" / SPEC.dataset, root / "hidden" / SPEC.dataset
-    inputs = load_source(SPEC.test.inputs, public)
-    pred = to_plain_output(recorded[TASK](inputs.value), SPEC.output, inputs.ids)
-    pred = validate_output(pred, SPEC.output, len(inputs.value))
-    labels = load_source(SPEC.test.labels, public, hidden).value
-    return {m.name: compute(m.name, labels, pred) for m in SPEC.metrics}
+def _hidden_scores(nb: nbformat.NotebookNode, root: Path) -> dict[str, float]:
+    return hidden_model_scores(nb, root, LAB, TASK)
 
 
 def test_class_weights_match_scikit_learn():
@@ -111,16 +84,16 @@ def test_class_weights_match_scikit_learn():
 
 
 @pytest.mark.slow
-def test_reference_reaches_thresholds_on_hidden_labels(data, monkeypatch):
-    scores = _hidden_scores(_variant(None), data, monkeypatch)
+def test_reference_reaches_thresholds_on_hidden_labels(data):
+    scores = _hidden_scores(_variant(None), data)
     for m in SPEC.metrics:
         assert scores[m.name] >= m.full_marks_at, (m.name, scores)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("naive", sorted(NAIVE))
-def test_naive_answers_score_nothing_on_hidden_labels(data, monkeypatch, naive):
-    scores = _hidden_scores(_variant(NAIVE[naive]), data, monkeypatch)
+def test_naive_answers_score_nothing_on_hidden_labels(data, naive):
+    scores = _hidden_scores(_variant(NAIVE[naive]), data)
     # majority class: AUROC 0.5, balanced accuracy 0.2; mean colour: about 0.6 and 0.27
     assert scores["macro_auroc"] <= 0.75, scores
     assert scores["balanced_accuracy"] <= 0.50, scores

@@ -10,6 +10,7 @@ the way an honest trainee would.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import subprocess
 import sys
@@ -126,3 +127,72 @@ def verdicts(executed: Path) -> dict[str, str]:
         else:
             found[gid] = text.strip()[-300:] or "no output"
     return found
+
+
+# nbgrader's solution region in a source cell (what the trainee's version replaces)
+SOLUTION_REGION = re.compile(
+    r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M
+)
+
+
+def with_answer(source_nb: Path, answer_cell: str, answer: str | None) -> nbformat.NotebookNode:
+    """Lab ``source_nb`` with the solution region of cell ``answer_cell`` (a grade_id) replaced
+    by ``answer``; unchanged when ``answer`` is None."""
+    nb = nbformat.read(source_nb, as_version=4)
+    if answer is not None:
+        cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == answer_cell)
+        cell.source = SOLUTION_REGION.sub(lambda _m: answer, cell.source)
+    return nb
+
+
+def hidden_model_scores(
+    nb: nbformat.NotebookNode,
+    data_root: Path,
+    lab_dir: Path,
+    task_id: str,
+    *,
+    skip: tuple[str, ...] = ("explore",),
+    mask_shape: tuple[int, int] | None = None,
+) -> dict[str, float]:
+    """Run a lab notebook's code cells in-process with its CI parameters (``ci.yaml``), then score
+    the ``predict`` function it passed to ``check(task_id, ...)`` on the hidden test labels of
+    ``data_root`` exactly as the trusted scorer does. Cells whose grade_id is in ``skip`` are
+    left out. For lab calibration tests, not for grading untrusted code."""
+    import contextlib
+    import io
+    import os
+
+    import yaml
+
+    from medai.autograder.metrics import compute
+    from medai.autograder.modeldata import load_source, to_plain_output, validate_output
+    from medai.autograder.tasks import load_tasks
+
+    spec = load_tasks(lab_dir / "tasks.yaml").tasks[task_id]
+    ci = yaml.safe_load((lab_dir / "ci.yaml").read_text(encoding="utf-8"))
+    recorded: dict = {}
+    ns: dict = {}
+    before = os.environ.get("MEDAI_DATA")
+    os.environ["MEDAI_DATA"] = str(data_root / "public")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for cell in nb.cells:
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if cell.cell_type != "code" or gid in skip:
+                    continue
+                source = cell.source.replace("check, data_dir", "data_dir")
+                if gid == "parameters":
+                    source += "".join(f"\n{k} = {v!r}" for k, v in ci.items())
+                ns["check"] = lambda tid, value, *extra: recorded.__setitem__(tid, value)
+                exec(source, ns)
+    finally:
+        if before is None:
+            os.environ.pop("MEDAI_DATA", None)
+        else:
+            os.environ["MEDAI_DATA"] = before
+    public, hidden = data_root / "public" / spec.dataset, data_root / "hidden" / spec.dataset
+    inputs = load_source(spec.test.inputs, public)
+    pred = to_plain_output(recorded[task_id](inputs.value), spec.output, inputs.ids)
+    pred = validate_output(pred, spec.output, len(inputs.value), mask_shape)
+    labels = load_source(spec.test.labels, public, hidden).value
+    return {m.name: compute(m.name, labels, pred) for m in spec.metrics}
