@@ -31,13 +31,13 @@ from medai.autograder import plain
 from medai.autograder.batch import _draw, hidden_cases
 from medai.autograder.scoring import metric_fraction, score_function
 from medai.autograder.tasks import FunctionTask
+from medai.autograder.testing import SOLUTION_REGION
 from medai.synthetic.core import generate
 from medai.synthetic.notes import id_check_char, score_spans
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "m1-deid"
 NB = LAB / "m1-deid.ipynb"
 SPEC = yaml.safe_load((LAB / "tasks.yaml").read_text(encoding="utf-8"))["tasks"]
-SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
 
 NAIVE = {
     "id_check_answer": "    return str(sum(int(d) for d in first17) % 10)  # digit sum\n",
@@ -68,7 +68,7 @@ def _variant(replace: dict[str, str]) -> nbformat.NotebookNode:
         if gid in replace:
             # the deid cell has two solution regions: only the first (the detector) is replaced;
             # the second, inside deidentify, keeps calling make_detector
-            cell.source = SOLUTION.sub(
+            cell.source = SOLUTION_REGION.sub(
                 lambda _m, code=replace[gid]: code,
                 cell.source,
                 count=1 if gid == "deid_answer" else 0,

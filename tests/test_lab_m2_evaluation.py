@@ -27,11 +27,11 @@ from medai.autograder import plain
 from medai.autograder.batch import _draw, hidden_cases
 from medai.autograder.scoring import score_function
 from medai.autograder.tasks import load_tasks
+from medai.autograder.testing import SOLUTION_REGION
 
 LAB = Path(__file__).resolve().parent.parent / "labs" / "m2-evaluation"
 NB = LAB / "m2-evaluation.ipynb"
 TASKS = load_tasks(LAB / "tasks.yaml")
-SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
 
 # What a trainee who has not understood the lesson might write, per answer cell.
 NAIVE = {
@@ -62,7 +62,7 @@ def _variant(nb: nbformat.NotebookNode, replace: dict[str, str]) -> nbformat.Not
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in replace:
-            new, n = SOLUTION.subn(lambda _m, code=replace[gid]: code, cell.source)
+            new, n = SOLUTION_REGION.subn(lambda _m, code=replace[gid]: code, cell.source)
             assert n == 1, f"cell {gid} has no solution region"
             cell.source = new
     return nb
