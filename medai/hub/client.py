@@ -80,17 +80,43 @@ class HubUser:
             pass
         return self.client.request(method, self.server + path, headers=headers, **kw)
 
+    def hub_api(self, method: str, path: str, **kw) -> httpx.Response:
+        """A call to the hub's REST API with this user's login cookie (and its XSRF token)."""
+        headers = kw.pop("headers", {})
+        headers["X-XSRFToken"] = self._cookie("_xsrf", "/hub/")
+        return self.client.request(method, "/hub/api" + path, headers=headers, **kw)
+
+    def stop_server(self, timeout: float = 60) -> None:
+        r = self.hub_api("DELETE", f"/users/{self.name}/server")
+        if r.status_code not in (202, 204):
+            raise AssertionError(f"stopping {self.name}'s server: HTTP {r.status_code} {r.text}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.client.get(f"/hub/api/users/{self.name}").json()["servers"].get("")
+            if not server:
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.name}'s server did not stop in {timeout} s")
+
+    def restart_server(self, timeout: float = 120) -> None:
+        self.stop_server()
+        self.start_server(timeout)
+
     def execute(self, code: str, timeout: float = 60) -> ExecResult:
         """Run ``code`` in a fresh kernel of this user's server; shut the kernel down after."""
         r = self.api("POST", "/api/kernels", json={"name": "python3"})
         r.raise_for_status()
         kid = r.json()["id"]
         try:
-            # Own thread, own event loop: callers may already run one (Playwright's sync API).
-            with ThreadPoolExecutor(1) as pool:
-                return pool.submit(asyncio.run, self._run(kid, code, timeout)).result()
+            return self.execute_in(kid, code, timeout)
         finally:
             self.api("DELETE", f"/api/kernels/{kid}")
+
+    def execute_in(self, kid: str, code: str, timeout: float = 60) -> ExecResult:
+        """Run ``code`` in this user's running kernel ``kid``."""
+        # Own thread, own event loop: callers may already run one (Playwright's sync API).
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._run(kid, code, timeout)).result()
 
     async def _run(self, kid: str, code: str, timeout: float) -> ExecResult:
         ws_url = self.base.replace("http", "ws", 1) + f"{self.server}/api/kernels/{kid}/channels"

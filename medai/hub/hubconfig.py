@@ -14,14 +14,10 @@ from pathlib import Path
 
 from medai.config import CourseConfig
 from medai.hub import roles
-from medai.hub.isolation import Software, common_argv
-from medai.hub.layout import (
-    SANDBOX_COURSE_ROOT,
-    SANDBOX_DATA,
-    SANDBOX_DATA_ROOT,
-    SANDBOX_EXCHANGE,
-    StateLayout,
-)
+from medai.hub.layout import SANDBOX_COURSE_ROOT, StateLayout
+from medai.isolation import bwrap, launch, profiles
+from medai.isolation.bwrap import Software
+from medai.isolation.limits import Limits, parse_mb
 
 
 @dataclass(frozen=True)
@@ -37,28 +33,22 @@ def grader_account(course: str) -> str:
     return f"{course}-grader"
 
 
+def formgrader_limits(cfg: CourseConfig) -> Limits:
+    """The formgrader gets the largest local profile's memory (it renders every submission)."""
+    local = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
+    mem = max(parse_mb(p.mem_limit) for p in local)
+    return Limits.server(memory_mb=mem, cpus=None, processes=512)
+
+
 def formgrader_argv(
-    layout: StateLayout, course: str, software: Software, bwrap: str = "bwrap"
+    layout: StateLayout, course: str, software: Software, bwrap_exe: str = "bwrap"
 ) -> list[str]:
-    """The formgrader runs in a sandbox too: it sees the course folder, the whole exchange and
-    the data (public and hidden), but not the hub's database, secrets or users' homes."""
-    ex = layout.exchange(course)
-    argv = common_argv(bwrap, layout.sandbox_etc(grader_account(course)), software)
-    argv += ["--bind", str(layout.course_dir(course)), SANDBOX_COURSE_ROOT]
-    argv += ["--setenv", "HOME", "/tmp"]
-    argv += ["--ro-bind", str(ex / "inbound"), f"{SANDBOX_EXCHANGE}/{course}/inbound"]
-    argv += ["--bind", str(ex / "outbound"), f"{SANDBOX_EXCHANGE}/{course}/outbound"]
-    argv += ["--bind", str(ex / "feedback"), f"{SANDBOX_EXCHANGE}/{course}/feedback"]
-    argv += ["--ro-bind", str(layout.public_data), SANDBOX_DATA]
-    argv += ["--ro-bind", str(layout.data), SANDBOX_DATA_ROOT]
-    argv += ["--setenv", "MEDAI_DATA", SANDBOX_DATA]
-    # where nbgrader-side tools in the formgrader find the data root and the course
-    argv += ["--setenv", "MEDAI_DATA_ROOT", SANDBOX_DATA_ROOT]
-    argv += ["--setenv", "MEDAI_COURSE_DIR", SANDBOX_COURSE_ROOT]
-    argv += ["--setenv", "PATH", software.path_env]
-    argv += ["--setenv", "JUPYTER_CONFIG_PATH", SANDBOX_COURSE_ROOT]
-    argv += ["--chdir", SANDBOX_COURSE_ROOT, "--"]
-    return argv
+    """The formgrader's sandbox: the course folder and the exchange, not the hub's database,
+    secrets, users' homes or hidden data (see medai.isolation.profiles.formgrader)."""
+    profile = profiles.formgrader(
+        layout, course, grader_account(course), software, Limits.server(memory_mb=4096, cpus=None)
+    )
+    return bwrap.argv(profile, bwrap_exe)
 
 
 def build_hub_settings(
@@ -84,8 +74,14 @@ def build_hub_settings(
         "display": True,
         "url": f"http://127.0.0.1:{ports.formgrader}",
         "oauth_no_confirm": True,
-        "command": formgrader_argv(layout, course, software, bwrap)
-        + [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"],
+        "command": launch.command(
+            f"medai-formgrader-{course}",
+            formgrader_limits(cfg),
+            formgrader_argv(layout, course, software, bwrap),
+            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"],
+            forward=ports.formgrader,
+            hub_port=ports.hub,
+        ),
         "cwd": str(layout.course_dir(course)),
         "oauth_client_allowed_scopes": [],
     }
@@ -146,6 +142,7 @@ def build_hub_settings(
             "software_paths": list(software.paths),
             "path_env": software.path_env,
             "bwrap": bwrap,
+            "max_processes": profile.max_processes,
             "server_cmd": [singleuser],
         },
     }

@@ -32,9 +32,11 @@ from medai import ensure_env_bin_on_path
 from medai.config import CourseConfig
 from medai.hub.auth import read_accounts, write_accounts
 from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
-from medai.hub.isolation import IsolationError, Software, find_bwrap, write_sandbox_etc
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
 from medai.hub.spawner import prepare_user
+from medai.isolation import cgroups
+from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
+from medai.isolation.launch import LaunchFailed, find_pasta
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -70,6 +72,18 @@ def check_bwrap() -> str:
             "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)."
         )
     return bwrap
+
+
+def check_pasta() -> str:
+    try:
+        return find_pasta()
+    except LaunchFailed as exc:
+        raise LaunchError(str(exc)) from None
+
+
+def check_limits() -> cgroups.Probe:
+    """Which resource limits this machine lets us enforce (said at start, never silently)."""
+    return cgroups.probe()
 
 
 def find_proxy() -> list[str]:
@@ -149,7 +163,7 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
         ) from None
     for user in cfg.people.everyone:
         prepare_user(layout, user, [course])
-    write_sandbox_etc(layout, grader_account(course))
+    write_identity(layout.sandbox_etc(grader_account(course)), grader_account(course), "/tmp")
     return layout
 
 
@@ -359,7 +373,10 @@ def start_hub(
     """
     ensure_env_bin_on_path()
     bwrap = check_bwrap()
+    check_pasta()
     proxy = find_proxy()
+    limits = check_limits()
+    echo(f"Sandbox limits: {limits.describe()}")
     ports = choose_ports(ip, port)
     echo(f"Preparing course '{cfg.course.id}' in {state}")
     layout = prepare_state(cfg, state)
