@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 
 from medai.hub.isolation import Software, sandbox_env, user_sandbox_argv, write_sandbox_etc
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout, sandbox_home
@@ -52,6 +52,28 @@ def write_user_jupyter_config(layout: StateLayout, user: str) -> Path:
     return d
 
 
+def set_secure_xsrf_cookie(config_dir: Path, secure: bool) -> None:
+    """Mark (or unmark) a Jupyter server's own ``_xsrf`` cookie ``Secure``, in the
+    ``jupyter_server_config.json`` of ``config_dir`` (on its ``JUPYTER_CONFIG_PATH``).
+
+    Over HTTPS, JupyterHub passes ``Secure`` to a server's login cookie but not to this one,
+    which the server sets from its ``tornado_settings['xsrf_cookie_kwargs']``."""
+    path = config_dir / "jupyter_server_config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not secure:
+            return
+        cfg = {}
+    server = cfg.setdefault("ServerApp", {})
+    kwargs = server.setdefault("tornado_settings", {}).setdefault("xsrf_cookie_kwargs", {})
+    if secure:
+        kwargs["secure"] = True
+    else:
+        kwargs.pop("secure", None)
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
 def prepare_user(layout: StateLayout, user: str, courses: list[str]) -> None:
     """Create a user's folders and generated files (idempotent; keeps existing content)."""
     layout.home(user).mkdir(parents=True, exist_ok=True)
@@ -68,6 +90,9 @@ class BwrapSpawner(LocalProcessSpawner):
     software_paths = List(Unicode(), config=True, help="Read-only software paths to bind.")
     path_env = Unicode(config=True, help="PATH inside the sandbox.")
     bwrap = Unicode("bwrap", config=True, help="The bubblewrap executable.")
+    secure_cookies = Bool(
+        False, config=True, help="The hub is served over HTTPS: mark the server's cookies Secure."
+    )
     server_cmd = List(
         Unicode(),
         ["jupyterhub-singleuser"],
@@ -102,6 +127,7 @@ class BwrapSpawner(LocalProcessSpawner):
     async def start(self):
         name = self.user.name
         prepare_user(self.layout, name, list(self.courses))
+        set_secure_xsrf_cookie(self.layout.sandbox_etc(name) / "jupyter", self.secure_cookies)
         argv = user_sandbox_argv(self.layout, name, list(self.courses), self.software, self.bwrap)
         self.cmd = argv + list(self.server_cmd)
         log_dir = self.layout.hub / "logs"
