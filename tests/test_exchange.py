@@ -486,6 +486,7 @@ def test_half_made_copies_of_a_killed_keeper_are_removed_at_start(tmp_path):
 # --- the keeper as the hub runs it: a real process ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_keeper_process_survives_hostile_drops_and_bob_is_received_on_time(tmp_path):
     """On the code before this test, the deep tree killed the keeper (RecursionError, exit 1;
     the hub restarted it into the same crash), bob's submission was never received and a

@@ -84,6 +84,7 @@ def checks(hub, user: str) -> int:
     return hub.log.read_text(errors="replace").count(f"checking the password of {user!r}")
 
 
+@pytest.mark.slow
 def test_the_11th_attempt_is_refused_without_checking_the_password(hub):
     c = client(hub, "127.0.0.2")
     for i in range(ACCOUNT_FAILED_LOGINS):
@@ -113,6 +114,7 @@ def test_the_11th_attempt_is_refused_without_checking_the_password(hub):
     assert attempt(other, "dave", hub.passwords["dave"]).status_code == 302
 
 
+@pytest.mark.slow
 def test_password_spraying_from_one_address_is_stopped_even_with_forged_headers(hub):
     """Spraying: a few guesses at many accounts (fewer than a lock each). The attacker sends a
     new X-Forwarded-For and X-Real-Ip with every try; tornado's remote_ip believes X-Real-Ip."""
@@ -131,6 +133,7 @@ def test_password_spraying_from_one_address_is_stopped_even_with_forged_headers(
     assert attempt(client(hub, "127.0.0.5"), "frank", hub.passwords["frank"]).status_code == 302
 
 
+@pytest.mark.slow
 def test_an_expired_login_form_says_so(hub):
     """JupyterHub 5 renders this error through the authenticator's login page; with
     NativeAuthenticator's own page that failed (TypeError in write_error)."""
@@ -141,6 +144,7 @@ def test_an_expired_login_form_says_so(hub):
     assert "Login form invalid or expired. Try again." in r.text
 
 
+@pytest.mark.slow
 def test_a_new_password_from_the_instructor_lifts_the_lock(hub):
     c = client(hub, "127.0.0.6")
     for i in range(ACCOUNT_FAILED_LOGINS):
@@ -150,6 +154,7 @@ def test_a_new_password_from_the_instructor_lifts_the_lock(hub):
     assert attempt(c, "hank", "a-new-password-for-hank").status_code == 302
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_a_locked_account_says_so_on_the_login_page(hub, browser, artifacts_dir):
     ctx = browser.new_context()

@@ -98,6 +98,7 @@ def test_tls_files_are_checked(tmp_path):
         check_tls_files(tmp_path / "junk.pem", key)
 
 
+@pytest.mark.slow
 def test_medai_up_refuses_an_unreadable_key_before_anything_starts(tmp_path):
     """Run as an unprivileged user (root would read the file anyway)."""
     cert, key = make_cert(tmp_path)
