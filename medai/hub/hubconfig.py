@@ -19,6 +19,27 @@ from medai.isolation import bwrap, launch, profiles
 from medai.isolation.bwrap import Software
 from medai.isolation.limits import Limits, parse_mb
 
+# Password guessing (see medai.hub.auth): an account locks after this many wrong passwords for
+# this long; one client address is refused after this many failed logins within this window.
+ACCOUNT_FAILED_LOGINS = 10
+ACCOUNT_LOCK_SECONDS = 600
+ADDRESS_FAILED_LOGINS = 30
+ADDRESS_WINDOW_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Certificate (chain) and private key the public endpoint serves HTTPS with, as absolute
+    paths (checked by :func:`medai.hub.launcher.check_tls_files`)."""
+
+    cert: str
+    key: str
+
+
+def public_scheme(tls: TlsFiles | None) -> str:
+    """The scheme of every public URL of the hub: the one place it is decided."""
+    return "https" if tls is not None else "http"
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -61,6 +82,7 @@ def build_hub_settings(
     software: Software,
     bwrap: str = "bwrap",
     log_level: str = "INFO",
+    tls: TlsFiles | None = None,
 ) -> dict[str, dict]:
     course = cfg.course.id
     hub_dir = layout.hub
@@ -101,9 +123,9 @@ def build_hub_settings(
         ],
     }
 
-    return {
+    settings = {
         "JupyterHub": {
-            "bind_url": f"http://{ip}:{ports.public}",
+            "bind_url": f"{public_scheme(tls)}://{ip}:{ports.public}",
             "hub_bind_url": f"http://127.0.0.1:{ports.hub}",
             "db_url": f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(hub_dir / "jupyterhub_cookie_secret"),
@@ -126,8 +148,17 @@ def build_hub_settings(
             "allowed_users": sorted(cfg.people.everyone),
             "admin_users": [],
         },
-        "NativeAuthenticator": {"enable_signup": False, "open_signup": False},
-        "MedaiAuthenticator": {"accounts_file": str(layout.accounts_file)},
+        "NativeAuthenticator": {
+            "enable_signup": False,
+            "open_signup": False,
+            "allowed_failed_logins": ACCOUNT_FAILED_LOGINS,
+            "seconds_before_next_try": ACCOUNT_LOCK_SECONDS,
+        },
+        "MedaiAuthenticator": {
+            "accounts_file": str(layout.accounts_file),
+            "failed_logins_per_ip": ADDRESS_FAILED_LOGINS,
+            "ip_window_seconds": ADDRESS_WINDOW_SECONDS,
+        },
         "Spawner": {
             "default_url": "/lab",
             "http_timeout": 90,
@@ -146,6 +177,22 @@ def build_hub_settings(
             "server_cmd": [singleuser],
         },
     }
+    if tls is not None:
+        _add_tls(settings, tls)
+    return settings
+
+
+def _add_tls(settings: dict[str, dict], tls: TlsFiles) -> None:
+    """HTTPS on the public endpoint (configurable-http-proxy terminates it), and every cookie
+    marked ``Secure``: the hub's (``cookie_options``, which JupyterHub also hands to the users'
+    servers and services for their login cookies) and the servers' own ``_xsrf`` cookies
+    (``secure_cookies``: see :func:`medai.hub.spawner.set_secure_xsrf_cookie`)."""
+    hub = settings["JupyterHub"]
+    hub["ssl_cert"] = tls.cert
+    hub["ssl_key"] = tls.key
+    tornado = hub.setdefault("tornado_settings", {})
+    tornado.setdefault("cookie_options", {})["secure"] = True
+    settings["BwrapSpawner"]["secure_cookies"] = True
 
 
 def apply_settings(c, settings: dict[str, dict]) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,9 +33,15 @@ import bcrypt
 from medai import ensure_env_bin_on_path
 from medai.config import CourseConfig
 from medai.hub.auth import read_accounts, write_accounts
-from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
+from medai.hub.hubconfig import (
+    Ports,
+    TlsFiles,
+    build_hub_settings,
+    grader_account,
+    public_scheme,
+)
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
-from medai.hub.spawner import prepare_user
+from medai.hub.spawner import prepare_user, set_secure_xsrf_cookie
 from medai.isolation import cgroups
 from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
 from medai.isolation.launch import LaunchFailed, find_pasta
@@ -131,6 +139,48 @@ def choose_ports(ip: str, port: int) -> Ports:
             taken.add(p)
             picks.append(p)
     return Ports(public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2])
+
+
+def check_tls_files(cert: Path | None, key: Path | None) -> TlsFiles | None:
+    """Check ``--ssl-cert``/``--ssl-key`` before anything starts: both or neither, readable,
+    PEM, and the key belonging to the certificate (configurable-http-proxy would only fail
+    later, in the hub log)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--ssl-cert", "--ssl-key") if key is None else ("--ssl-key", "--ssl-cert")
+        raise LaunchError(f"{given} needs {missing} too: give the certificate and its key.")
+    paths = {}
+    for option, path in (("--ssl-cert", cert), ("--ssl-key", key)):
+        path = path.expanduser().resolve()
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except FileNotFoundError:
+            raise LaunchError(f"{option} {path}: no such file.") from None
+        except IsADirectoryError:
+            raise LaunchError(f"{option} {path}: is a folder, not a PEM file.") from None
+        except PermissionError:
+            raise LaunchError(
+                f"{option} {path}: not readable by this user (uid {os.getuid()}). "
+                "Fix its permissions (the key: readable by the hub's user only, chmod 600)."
+            ) from None
+        paths[option] = path
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(paths["--ssl-cert"], paths["--ssl-key"])
+    except ssl.SSLError as exc:
+        why = (
+            "the key does not belong to the certificate"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else f"not a PEM certificate and private key ({exc.reason or exc})"
+        )
+        raise LaunchError(
+            f"--ssl-cert {paths['--ssl-cert']} / --ssl-key {paths['--ssl-key']}: {why}. "
+            "Give the certificate (PEM, with its chain) and the unencrypted private key made "
+            "with it."
+        ) from None
+    return TlsFiles(cert=str(paths["--ssl-cert"]), key=str(paths["--ssl-key"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,24 +322,55 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 6) -> str:
 # accounts
 
 
-def demo_password(user: str) -> str:
+DEMO_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a screen
+
+
+def new_demo_password() -> str:
+    """A random password, easy to copy from a screen: 3 groups of 4 (about 59 bits)."""
+    return "-".join("".join(secrets.choice(DEMO_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
+def legacy_demo_password(user: str) -> str:
+    """What ``--demo`` set before random demo passwords; replaced where it is still in use."""
     return f"medai-demo-{user}"
 
 
-def set_password(layout: StateLayout, user: str, password: str) -> None:
+def set_password(layout: StateLayout, user: str, password: str) -> str:
+    """Set ``user``'s password in the accounts file; return its bcrypt hash."""
     accounts = read_accounts(layout.accounts_file)
     accounts[user] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     write_accounts(layout.accounts_file, accounts)
+    return accounts[user]
 
 
 def ensure_demo_accounts(cfg: CourseConfig, layout: StateLayout) -> dict[str, str]:
+    """Random demo passwords, made once per state folder and kept (mode 0600) in
+    ``hub/demo-passwords.json``; return ``{user: password}`` of the users who still have theirs.
+
+    A user whose password the instructor set (``medai accounts set-password``) keeps it and is
+    not listed; one still on the old predictable ``medai-demo-<name>`` gets a random one."""
+    path = layout.demo_passwords_file
+    try:
+        demo = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        demo = {}
     accounts = read_accounts(layout.accounts_file)
-    shown = {}
     for user in cfg.people.everyone:
-        if user not in accounts:
-            set_password(layout, user, demo_password(user))
-        shown[user] = demo_password(user)
-    return shown
+        pw_hash = accounts.get(user)
+        mine = demo.get(user)
+        if isinstance(mine, dict) and pw_hash is not None and mine.get("hash") == pw_hash:
+            continue  # still the demo password made here
+        if isinstance(mine, dict) and pw_hash is None:  # the accounts file was reset: keep it
+            mine["hash"] = set_password(layout, user, mine["password"])
+            continue
+        demo.pop(user, None)
+        legacy = legacy_demo_password(user).encode()
+        if pw_hash is not None and not bcrypt.checkpw(legacy, pw_hash.encode()):
+            continue  # the instructor set this one
+        password = new_demo_password()
+        demo[user] = {"password": password, "hash": set_password(layout, user, password)}
+    write_accounts(path, demo)  # atomically, mode 0600 (also when it was made wider)
+    return {u: demo[u]["password"] for u in cfg.people.everyone if u in demo}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,13 +388,15 @@ def _die_with_parent() -> None:
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
+    # Our own process on loopback: its certificate may well be self-signed for another name.
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LaunchError(
                 f"JupyterHub exited during start (code {proc.returncode}).\n" + tail_file(log)
             )
         try:
-            with urllib.request.urlopen(url + "/hub/api", timeout=2) as r:
+            with urllib.request.urlopen(url + "/hub/api", timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -365,13 +448,17 @@ def start_hub(
     echo: Callable[[str], None] = say,
     start_timeout: float = 180,
     settings_hook: Callable[[dict], None] | None = None,
+    ssl_cert: Path | None = None,
+    ssl_key: Path | None = None,
 ) -> tuple[Hub, dict[str, str], CourseReport]:
     """Prepare everything and start the hub; return once it answers on its public URL.
 
     ``settings_hook`` may edit the generated settings before the hub reads them (the benchmark
-    uses it to run the same hub without sandboxes, for comparison).
+    uses it to run the same hub without sandboxes, for comparison). With ``ssl_cert`` and
+    ``ssl_key`` the public URL is HTTPS.
     """
     ensure_env_bin_on_path()
+    tls = check_tls_files(ssl_cert, ssl_key)
     bwrap = check_bwrap()
     check_pasta()
     proxy = find_proxy()
@@ -382,6 +469,8 @@ def start_hub(
     layout = prepare_state(cfg, state)
     prepare_data(cfg, layout)
     report = prepare_course(cfg, layout, config_path.parent)
+    # the formgrader reads its Jupyter configuration from the course folder
+    set_secure_xsrf_cookie(layout.course_dir(cfg.course.id), tls is not None)
     for lab in report.released:
         echo(f"  lab: {lab} released")
     for lab, why in report.failed.items():
@@ -397,6 +486,7 @@ def start_hub(
         software=Software.detect(),
         bwrap=bwrap,
         log_level=log_level,
+        tls=tls,
     )
     if settings_hook is not None:
         settings_hook(settings)
@@ -415,7 +505,7 @@ def start_hub(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    url = f"http://{ip}:{ports.public}"
+    url = f"{public_scheme(tls)}://{ip}:{ports.public}"
     hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
     try:
         wait_until_up(url, proc, start_timeout, log)
@@ -430,13 +520,28 @@ def _terminate(signum, frame):
 
 
 def run_up(
-    cfg: CourseConfig, *, config_path: Path, state: Path, ip: str, port: int, demo: bool
+    cfg: CourseConfig,
+    *,
+    config_path: Path,
+    state: Path,
+    ip: str,
+    port: int,
+    demo: bool,
+    ssl_cert: Path | None = None,
+    ssl_key: Path | None = None,
 ) -> int:
     # SIGTERM during preparation or start behaves like Ctrl-C: start_hub stops what it started.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         hub, passwords, report = start_hub(
-            cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
+            cfg,
+            config_path=config_path,
+            state=state,
+            ip=ip,
+            port=port,
+            demo=demo,
+            ssl_cert=ssl_cert,
+            ssl_key=ssl_key,
         )
     except KeyboardInterrupt:
         say("Interrupted during start; nothing left running.")
@@ -451,10 +556,10 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
     say(f"  hub log: {hub.log}")
     if passwords:
-        say("  demo accounts (user / password):")
+        say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")
         for role in ("instructors", "tas", "trainees"):
             for user in getattr(cfg.people, role):
-                say(f"    {role[:-1]:<10} {user:<12} {passwords[user]}")
+                say(f"    {role[:-1]:<10} {user:<12} {passwords.get(user, '(set by instructor)')}")
     else:
         have = read_accounts(hub.layout.accounts_file)
         missing = [u for u in cfg.people.everyone if u not in have]

@@ -5,7 +5,8 @@ inside (``/home/<user>``, ``/srv/medai/exchange``, ``/data``) are constants shar
 
 Host side, below the state folder (``medai up --state DIR``)::
 
-    hub/                      hub database, cookie secret, settings.json, accounts.json, logs
+    hub/                      hub database, cookie secret, settings.json, accounts.json,
+                              demo-passwords.json (--demo), logs
     data/public/<dataset>/    public splits      -> /data (read-only) in every user sandbox
     data/hidden/<dataset>/    hidden splits      -> graders only, never in a user sandbox
     courses/<course>/         nbgrader course folder (source with solutions, gradebook.db)
@@ -67,6 +68,10 @@ class StateLayout:
     @property
     def accounts_file(self) -> Path:
         return self.hub / "accounts.json"
+
+    @property
+    def demo_passwords_file(self) -> Path:
+        return self.hub / "demo-passwords.json"  # ``medai up --demo``: plain text, mode 0600
 
     def course_dir(self, course: str) -> Path:
         return self.root / "courses" / course

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 
 from medai.hub.layout import (
     SANDBOX_DATA,
@@ -89,6 +89,28 @@ def write_user_jupyter_config(layout: StateLayout, user: str) -> Path:
     return d
 
 
+def set_secure_xsrf_cookie(config_dir: Path, secure: bool) -> None:
+    """Mark (or unmark) a Jupyter server's own ``_xsrf`` cookie ``Secure``, in the
+    ``jupyter_server_config.json`` of ``config_dir`` (on its ``JUPYTER_CONFIG_PATH``).
+
+    Over HTTPS, JupyterHub passes ``Secure`` to a server's login cookie but not to this one,
+    which the server sets from its ``tornado_settings['xsrf_cookie_kwargs']``."""
+    path = config_dir / "jupyter_server_config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if not secure:
+            return
+        cfg = {}
+    server = cfg.setdefault("ServerApp", {})
+    kwargs = server.setdefault("tornado_settings", {}).setdefault("xsrf_cookie_kwargs", {})
+    if secure:
+        kwargs["secure"] = True
+    else:
+        kwargs.pop("secure", None)
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
 def prepare_user(layout: StateLayout, user: str, courses: list[str]) -> None:
     """Create a user's folders and generated files (idempotent; keeps existing content)."""
     layout.home(user).mkdir(parents=True, exist_ok=True)
@@ -128,6 +150,9 @@ class BwrapSpawner(LocalProcessSpawner):
     path_env = Unicode(config=True, help="PATH inside the sandbox.")
     bwrap = Unicode("bwrap", config=True, help="The bubblewrap executable.")
     max_processes = Integer(512, config=True, help="Process limit of the server's cgroup.")
+    secure_cookies = Bool(
+        False, config=True, help="The hub is served over HTTPS: mark the server's cookies Secure."
+    )
     server_cmd = List(
         Unicode(),
         ["jupyterhub-singleuser"],
@@ -171,6 +196,7 @@ class BwrapSpawner(LocalProcessSpawner):
     async def start(self):
         name = self.user.name
         prepare_user(self.layout, name, list(self.courses))
+        set_secure_xsrf_cookie(self.layout.sandbox_etc(name) / "jupyter", self.secure_cookies)
         if not self.port:
             self.port = random_port()
         profile = profiles.trainee_server(
