@@ -42,7 +42,7 @@ from medai.hub.hubconfig import (
 )
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
 from medai.hub.spawner import prepare_user, set_secure_xsrf_cookie
-from medai.isolation import cgroups
+from medai.isolation import cgroups, quota
 from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
 from medai.isolation.launch import LaunchFailed, find_pasta
 
@@ -467,6 +467,7 @@ def start_hub(
     ports = choose_ports(ip, port)
     echo(f"Preparing course '{cfg.course.id}' in {state}")
     layout = prepare_state(cfg, state)
+    echo(quota.probe(layout.root).describe())
     prepare_data(cfg, layout)
     report = prepare_course(cfg, layout, config_path.parent)
     # the formgrader reads its Jupyter configuration from the course folder
