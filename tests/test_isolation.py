@@ -80,7 +80,7 @@ SERVER = textwrap.dedent(
             self.wfile.write(f"inside uid={__import__('os').getuid()} outside={outside}".encode())
         def log_message(self, *a):
             pass
-    socketserver.TCPServer(("127.0.0.1", port), H).handle_request()
+    socketserver.TCPServer(("127.0.0.1", port), H).serve_forever()
     """
 )
 
@@ -123,7 +123,7 @@ def test_launcher_forwards_only_the_server_port_and_cleans_up(tmp_path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and body is None:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
                     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                     data = s.recv(4096).decode()
                     if "inside" in data:
@@ -137,7 +137,8 @@ def test_launcher_forwards_only_the_server_port_and_cleans_up(tmp_path):
         probe = socket.socket()
         assert probe.connect_ex(("127.0.0.1", inner)) != 0 or probe.getsockname()[1] == inner
         probe.close()
-        assert proc.wait(timeout=30) == 0
+        proc.terminate()  # the hub stops a server this way: passed on to the sandbox
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -164,6 +164,10 @@ def _stop_pid_file(path: str) -> None:
     if pid > 1:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+            for _ in range(100):  # not our child (it daemonised): wait for it to be gone
+                time.sleep(0.02)
+                os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.unlink(path)
 
