@@ -31,7 +31,7 @@ import bcrypt
 from medai import ensure_env_bin_on_path
 from medai.config import CourseConfig
 from medai.hub.auth import read_accounts, write_accounts
-from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
+from medai.hub.hubconfig import Ports, build_hub_settings, grader_account, grading_page_path
 from medai.hub.isolation import IsolationError, Software, find_bwrap, write_sandbox_etc
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
 from medai.hub.spawner import prepare_user
@@ -111,12 +111,14 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 3:
+    while len(picks) < 4:
         p = free_port()
         if p not in taken:
             taken.add(p)
             picks.append(p)
-    return Ports(public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2])
+    return Ports(
+        public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2], grading=picks[3]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +434,7 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     say("")
     say(f"MedAI Lab is running: {hub.url}")
     say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  grading page (instructors, TAs): {hub.url}{grading_page_path()}")
     say(f"  hub log: {hub.log}")
     if passwords:
         say("  demo accounts (user / password):")
