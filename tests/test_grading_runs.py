@@ -43,6 +43,7 @@ def course(tmp_path):
     canary = tmp_path / "config-was-executed"
     (cdir / "nbgrader_config.py").write_text(
         f"open({str(canary)!r}, 'w').write('x')\nc = get_config()  # noqa\n"
+        f"c.CourseDirectory.course_id = {COURSE!r}\n"
     )
     release = nbformat.read(cdir / "release" / "hello" / "hello.ipynb", as_version=4)
     source = nbformat.read(cdir / "source" / "hello" / "hello.ipynb", as_version=4)
