@@ -89,17 +89,20 @@ def test_run_collects_and_grades_one_run_per_lab(course):
 
 
 @pytest.mark.slow
-def test_links_planted_in_the_course_folder_stop_the_run(course, tmp_path):
+@pytest.mark.parametrize("where", ["submitted", "autograded"])
+def test_links_planted_in_the_course_folder_stop_the_run(course, tmp_path, where):
+    """The course folder is writable from the formgrader's sandbox: a link there must not make
+    the trusted grader (root, on the host) collect or write through it."""
     runs, honest, _, _ = course
     _inbound_submission(runs.exchange_root, "alice", honest)
     target = tmp_path / "host-folder"
     target.mkdir()
-    (runs.course_dir / "autograded").mkdir(exist_ok=True)
-    (runs.course_dir / "autograded" / "alice").symlink_to(target)
+    (runs.course_dir / where).mkdir(exist_ok=True)
+    (runs.course_dir / where / "alice").symlink_to(target)
     run, _ = runs.start("hello")
     runs.wait(run, timeout=300)
     assert run.state == "failed"
-    assert "is a symbolic link" in run.error and "autograded/alice" in run.error
+    assert f"{where}/alice is a symbolic link" in run.error
     assert list(target.iterdir()) == []  # nothing was written through the link
 
 

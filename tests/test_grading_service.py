@@ -147,6 +147,10 @@ def test_instructor_grades_the_lab_and_sees_progress_and_results(
     row.locator("input.force").check()  # regrade: every collected submission runs again
     row.locator("button.grade-lab").click()
     page.wait_for_selector("#run-state[data-state='collecting']")  # shown at once
+    row.locator("button.grade-lab").click()  # a second click shows the running one
+    notice = page.locator("#message.notice")
+    notice.wait_for()
+    assert "already running (started by teacher); showing it" in notice.inner_text()
     page.screenshot(path=artifacts_dir / "1-grading-in-progress.png")
     page.wait_for_selector("#run-state[data-state='done']", timeout=300_000)
     page.screenshot(path=artifacts_dir / "2-results.png")
@@ -166,6 +170,13 @@ def test_instructor_grades_the_lab_and_sees_progress_and_results(
     assert alice.locator("td.max").inner_text() == "1"
     assert alice.locator("td.status").inner_text() == "graded"
     assert alice.locator("td.now").inner_text() == "graded"
+    # one student, from the same page
+    row.locator("select.student").select_option("alice")
+    row.locator("button.grade-one").click()
+    page.wait_for_selector("#run-title:has-text('· hello · alice')")
+    page.wait_for_selector("#run-state[data-state='done']", timeout=300_000)
+    assert page.locator("#results tr[data-student='alice'] td.score").inner_text() == "1"
+    assert page.locator("#results tbody tr").count() == 1
     # the same result as `medai grade` writes: gradebook and result file
     result = json.loads(
         (
@@ -292,3 +303,24 @@ def test_formgrader_autograde_does_not_run_submitted_code(running_hub, teacher, 
     assert XSS in bob.locator("td.messages").inner_text()
     assert page.locator("#results img").count() == 0 and page.title() != "XSS"
     page.screenshot(path=artifacts_dir / "2-hostile-message-as-text.png")
+
+
+def test_a_failed_run_is_reported_in_the_page(running_hub, teacher, tmp_path):
+    """A link planted in the course folder (from the formgrader's sandbox, say) stops the run;
+    the page says what and where."""
+    hub, page = running_hub, teacher
+    results = hub.layout.course_dir(hub.config.course.id) / "grading" / "hello" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    planted = results / "zz-planted.json"
+    planted.symlink_to(tmp_path / "outside.json")
+    try:
+        page.goto(hub.url + PAGE)
+        row = page.locator("#labs tr[data-lab='hello']")
+        row.wait_for()
+        row.locator("button.grade-lab").click()
+        page.wait_for_selector("#run-state[data-state='failed']", timeout=120_000)
+        error = page.locator("#run-error").inner_text()
+        assert f"{planted} is a symbolic link" in error and "Remove it" in error, error
+        assert not (tmp_path / "outside.json").exists()
+    finally:
+        planted.unlink()

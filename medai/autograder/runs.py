@@ -21,7 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medai.autograder import GradingError
-from medai.autograder.batch import BatchEvent, Course, grade_lab, list_students, open_course
+from medai.autograder.batch import (
+    BatchEvent,
+    Course,
+    grade_lab,
+    list_students,
+    open_course,
+    refuse_links,
+)
 from medai.autograder.collect import check_id, collect, received
 from medai.autograder.policy import load_policy
 from medai.autograder.sandbox import SandboxBackend, get_backend
@@ -151,7 +158,7 @@ class GradingRuns:
                     "received": sorted(received(self.inbound, lab_id)),
                     "collected": len(list_students(course, lab_id)),
                     "graded": len(list(results.glob("*.json"))) if results.is_dir() else 0,
-                    "run": run.as_json() if run else None,
+                    "run": self.describe(run) if run else None,
                 }
             )
         return out
@@ -166,6 +173,11 @@ class GradingRuns:
             if r is not None:
                 rows.append(result_row(r, graded_now=False))
         return rows
+
+    def describe(self, run: GradingRun) -> dict:
+        """``run`` as JSON-able data, consistent (worker threads change runs under the lock)."""
+        with self._lock:
+            return run.as_json()
 
     def get(self, run_id: str) -> GradingRun | None:
         with self._lock:
@@ -257,10 +269,12 @@ class GradingRuns:
         log.info("grading run %s: %s%s", run.id, target, who)
         try:
             course = self.course()
+            refuse_links(course, run.lab)  # before collect writes into submitted/ (as root)
             with self._lock:
                 self._note(run, f"collecting {target} from the inbound (nbgrader collect)")
             report = collect(course, run.lab, self.exchange_root, run.student)
-            run.collect_log = report.log
+            with self._lock:
+                run.collect_log = report.log
             if not report.ok:
                 raise GradingError(f"nbgrader collect failed:\n{report.error or report.log}")
             if run.student is not None and run.student not in list_students(course, run.lab):

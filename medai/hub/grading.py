@@ -184,7 +184,7 @@ class GradeHandler(ApiHandler):
             )
         except GradingError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        self.send({"run": run.as_json(), "started": started}, 202 if started else 200)
+        self.send({"run": self.runs.describe(run), "started": started}, 202 if started else 200)
 
 
 class ResultsHandler(ApiHandler):
@@ -198,7 +198,7 @@ class RunHandler(ApiHandler):
         run = self.runs.get(run_id)
         if run is None:
             raise web.HTTPError(404, f"no grading run '{run_id}' (runs are kept until a restart)")
-        self.send({"run": run.as_json()})
+        self.send({"run": self.runs.describe(run)})
 
 
 class StaticHandler(web.StaticFileHandler):
