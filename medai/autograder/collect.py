@@ -13,9 +13,12 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medai.autograder import GradingError
-from medai.autograder.batch import Course
+
+if TYPE_CHECKING:
+    from medai.autograder.batch import Course
 
 # nbgrader's submission folder name, as the exchange keeper receives it: <owner>+<lab>+<time>[+r]
 _SUBMISSION_RE = re.compile(r"^(?P<owner>[^+/]+)\+(?P<lab>[^+/]+)\+[^+/]+(\+[^+/]+)?$")

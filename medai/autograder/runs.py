@@ -19,19 +19,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medai.autograder import GradingError
-from medai.autograder.batch import (
-    BatchEvent,
-    Course,
-    grade_lab,
-    list_students,
-    open_course,
-    refuse_links,
-)
-from medai.autograder.collect import check_id, collect, received
-from medai.autograder.policy import load_policy
+from medai.autograder.collect import check_id, received
 from medai.autograder.sandbox import SandboxBackend, get_backend
+
+if TYPE_CHECKING:
+    from medai.autograder.batch import BatchEvent, Course
+
+# medai.autograder.batch (nbformat, numpy: seconds to import) is imported when first needed, so
+# the service answers the hub at once; medai.hub.grading warms it up right after it starts.
 
 log = logging.getLogger("medai.grading")
 
@@ -130,6 +128,8 @@ class GradingRuns:
     # ------------------------------------------------------------------ reading
 
     def course(self) -> Course:
+        from medai.autograder.batch import open_course
+
         # never reads the course's nbgrader_config.py: see open_course
         return open_course(self.course_dir, course_id=self.course_id)
 
@@ -146,6 +146,8 @@ class GradingRuns:
 
     def overview(self) -> list[dict]:
         """Each lab with its counts: students with a received, collected and graded submission."""
+        from medai.autograder.batch import list_students
+
         course = self.course()
         out = []
         for lab_id, title in self.labs.items():
@@ -165,6 +167,8 @@ class GradingRuns:
 
     def results(self, lab_id: str) -> list[dict]:
         """The stored result of every collected submission of ``lab_id``."""
+        from medai.autograder.batch import list_students
+
         course = self.course()
         self.check_lab(lab_id)
         rows = []
@@ -263,6 +267,10 @@ class GradingRuns:
         return on_event
 
     def _work(self, run: GradingRun) -> None:
+        from medai.autograder.batch import grade_lab, list_students, refuse_links
+        from medai.autograder.collect import collect
+        from medai.autograder.policy import load_policy
+
         t0 = time.monotonic()
         who = f" for {run.requested_by}" if run.requested_by else ""
         target = f"{run.lab}" + (f" ({run.student})" if run.student else "")

@@ -30,11 +30,13 @@ elsewhere.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import secrets
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(runs, prefix, a.title or a.course, os.environ["JUPYTERHUB_SERVICE_NAME"])
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     app.listen(url.port, url.hostname)
+    # the grading pipeline's imports take seconds: load them now, with the service already up
+    threading.Thread(target=importlib.import_module, args=("medai.autograder.batch",)).start()
     logging.getLogger("medai.grading").info(
         "serving %s on %s for course %s", prefix, url.netloc, a.course
     )
