@@ -213,12 +213,13 @@ def test_a_post_without_the_xsrf_token_is_refused(running_hub, teacher):
     page.goto(hub.url + PAGE)
     page.locator("#labs tr[data-lab='hello']").wait_for()
     # from the page itself, with the instructor's cookies, but without the token
-    status = page.evaluate(
-        """async (url) => (await fetch(url, {method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json'}, body: '{}'})).status""",
+    reply = page.evaluate(
+        """async (url) => { const r = await fetch(url, {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json'}, body: '{}'});
+            return {status: r.status, body: await r.json()}; }""",
         hub.url + API + "/labs/hello/grade",
     )
-    assert status == 403
+    assert reply["status"] == 403 and "XSRF token" in reply["body"]["error"], reply
     # a forged token is no better
     status = page.evaluate(
         """async (url) => (await fetch(url, {method: 'POST', credentials: 'same-origin',

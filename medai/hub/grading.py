@@ -120,7 +120,11 @@ class PageHandler(_Base):
             "<!doctype html><meta charset=utf-8><title>Grading</title>"
             f"<h1>{status_code}: {escape.xhtml_escape(self._reason)}</h1>"
             f"<p>{escape.xhtml_escape(why)}</p>"
-            "<p>Only the course's instructors and TAs may grade.</p>"
+            + (
+                "<p>Only the course's instructors and TAs may grade.</p>"
+                if status_code == 403
+                else ""
+            )
         )
 
 
@@ -128,12 +132,15 @@ class ApiHandler(_Base):
     async def prepare(self) -> None:
         await super().prepare()
         if self.current_user is None:
-            who = f"{self.denied['kind']} {self.denied['name']}" if self.denied else "no one"
+            who = (
+                f"signed in as {self.denied['kind']} {self.denied['name']}"
+                if self.denied
+                else "not signed in (a browser's request counts only with the page's XSRF token)"
+            )
             raise web.HTTPError(
                 403,
-                f"signed in as {who}: only the course's instructors and TAs may grade. Send a "
-                "hub token with access:services!service=medai-grading, or use the grading "
-                "page (its POSTs carry the XSRF token)",
+                f"{who}: only the course's instructors and TAs may grade. Use the grading page, "
+                "or send a hub token with access:services!service=medai-grading",
             )
 
     def get_login_url(self) -> str:  # an API answers 403, never a redirect to a login page
