@@ -30,7 +30,7 @@ def settings(demo_config, tmp_path):
         demo_config,
         StateLayout(tmp_path),
         ip="127.0.0.1",
-        ports=Ports(8000, 8081, 8001, 9000),
+        ports=Ports(8000, 8081, 8001, 9000, 9001),
         proxy_command=["chp"],
         software=SOFTWARE,
     )
@@ -56,7 +56,8 @@ def test_only_staff_get_formgrader_scopes(demo_config):
     staff = roles["medai101-staff"]
     assert staff["groups"] == ["formgrade-medai101"]
     assert "access:services!service=medai101" in staff["scopes"]
-    assert all("!service=medai101" in s for s in staff["scopes"])  # nothing hub-wide
+    # nothing hub-wide: the formgrader and the grading service only
+    assert all(s.endswith(("!service=medai101", "!service=medai-grading")) for s in staff["scopes"])
     assert roles["medai101-formgrader"]["scopes"] == []
     granted = [r for r in hub_roles(demo_config) if "nbgrader-medai101" in r.get("groups", [])]
     assert granted == []  # trainees keep JupyterHub's default `user` role only
@@ -73,7 +74,7 @@ def test_hub_settings_wire_the_parts(settings, tmp_path):
     assert services["medai101"]["url"] == "http://127.0.0.1:9000"
     fg = services["medai101"]["command"]
     assert fg[1:3] == ["-m", "medai.isolation.launch"]  # cgroup + own network, then bwrap
-    assert fg[fg.index("--forward") + 1] == "9000" and fg[fg.index("--hub-port") + 1] == "8081"
+    assert fg[fg.index("--forward") + 1] == "9000" and fg[fg.index("--outbound") + 1] == "8081"
     assert "bwrap" in fg and "--unshare-all" in fg
     assert "url" not in services["medai-exchange"]
     assert settings["NativeAuthenticator"]["enable_signup"] is False

@@ -60,7 +60,7 @@ def test_quota_probe_names_the_filesystem(tmp_path, monkeypatch):
 
 
 def test_pasta_has_no_route_and_no_gateway_mapping():
-    a = launch.pasta_argv("pasta", 123, 8888, 8081, "/tmp/p.pid")
+    a = launch.pasta_argv("pasta", 123, 8888, [8081], "/tmp/p.pid")
     assert a[a.index("--tcp-ports") + 1] == "127.0.0.1/8888"  # host loopback only
     assert a[a.index("--tcp-ns") + 1] == "8081"  # the hub API, nothing else out
     assert "--no-map-gw" in a and a[a.index("--udp-ns") + 1] == "none"

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,13 @@ class Course:
     autograded: Path
 
 
-def open_course(course_dir: Path) -> Course:
-    """Read ``<course_dir>/nbgrader_config.py`` (if any) the way nbgrader does."""
+def open_course(course_dir: Path, *, course_id: str | None = None) -> Course:
+    """Read ``<course_dir>/nbgrader_config.py`` (if any) the way nbgrader does.
+
+    With ``course_id`` given, the config file is *not* read and nbgrader's default folder names
+    apply: the file is Python, and whoever can write the course folder (the formgrader's
+    sandbox) must not get code run by a trusted process such as the grading service.
+    """
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -95,7 +101,9 @@ def open_course(course_dir: Path) -> Course:
     if not root.is_dir():
         raise GradingError(f"course directory {root} does not exist (pass --course DIR)")
     cfg = Config()
-    if (root / "nbgrader_config.py").exists():
+    if course_id is not None:
+        cfg.CourseDirectory.course_id = course_id
+    elif (root / "nbgrader_config.py").exists():
         cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     cd = CourseDirectory(config=cfg)
     cd.root = str(root)
@@ -488,7 +496,7 @@ def grade_submission(
             result["messages"].append("timestamp.txt is unreadable; treated as on time")
     result["timestamp"] = timestamp.isoformat() if timestamp else None
     known = {f"{nb.name}.ipynb" for nb in lab.notebooks} | {p.name for p in lab.release_files}
-    known |= {"timestamp.txt"}
+    known |= {"timestamp.txt", "submission_secret.txt", "medai_receipt.json"}  # nbgrader, keeper
     extra = sorted(
         str(p.relative_to(sub_dir))
         for p in sub_dir.rglob("*")
@@ -704,6 +712,22 @@ def store(
 # --------------------------------------------------------------------------- the batch
 
 
+@dataclass(frozen=True)
+class BatchEvent:
+    """What a running batch reports to ``grade_lab(on_event=...)`` (the grading service's progress).
+
+    ``planned``: the submissions to grade (``todo``) and those already done (``skipped``);
+    ``reference``: the solution notebook runs; ``started``/``finished``: one submission, with its
+    stored result (without the log) when finished.
+    """
+
+    kind: str  # planned | reference | started | finished
+    student: str | None = None
+    todo: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    result: dict | None = None
+
+
 @dataclass
 class BatchSummary:
     lab: str
@@ -713,6 +737,36 @@ class BatchSummary:
     reference: dict[str, str]
 
 
+def refuse_links(course: Course, lab_id: str) -> None:
+    """Refuse to grade while a symbolic link sits where the grader reads or writes.
+
+    The course folder is writable from the formgrader's sandbox. A link planted there would make
+    this trusted process write through it (autograded notebooks, results, logs, the gradebook) or
+    copy a host file into a submission's sandbox (release files).
+    """
+    tops = [
+        course.submitted,
+        course.autograded,
+        course.root / "grading",
+        course.source / lab_id,
+        course.release / lab_id,
+    ]
+    if course.db_url.startswith("sqlite:///"):
+        tops.append(Path(course.db_url.removeprefix("sqlite:///")))
+    for top in tops:
+        found = [top] if top.is_symlink() else []
+        if not found and top.is_dir():
+            for folder, dirs, files in os.walk(top):
+                found += [Path(folder, n) for n in dirs + files if Path(folder, n).is_symlink()]
+                if found:
+                    break
+        if found:
+            raise GradingError(
+                f"{found[0]} is a symbolic link; the grader does not read or write through links "
+                f"in the course folder. Remove it (and ask who put it there), then grade again"
+            )
+
+
 def list_students(course: Course, lab_id: str) -> list[str]:
     if not course.submitted.is_dir():
         return []
@@ -720,7 +774,7 @@ def list_students(course: Course, lab_id: str) -> list[str]:
 
 
 def grade_lab(
-    course_dir: Path,
+    course_dir: Path | Course,
     lab_id: str,
     *,
     backend: SandboxBackend,
@@ -730,16 +784,20 @@ def grade_lab(
     students: list[str] | None = None,
     force: bool = False,
     progress: bool = True,
+    on_event: Callable[[BatchEvent], None] | None = None,
 ) -> BatchSummary:
     """Grade the collected submissions of ``lab_id`` (see the module docstring).
 
-    One batch per lab at a time: a second ``medai grade`` of the same lab is refused.
+    ``course_dir`` is a course folder (its nbgrader_config.py is read) or an opened
+    :class:`Course`. One batch per lab at a time: a second ``medai grade`` of the same lab is
+    refused. ``on_event`` (called from worker threads) receives :class:`BatchEvent` progress.
     """
     import fcntl
 
-    course = open_course(course_dir)
+    course = course_dir if isinstance(course_dir, Course) else open_course(course_dir)
     if not (course.source / lab_id).is_dir():
         raise GradingError(f"no source folder for lab '{lab_id}' at {course.source / lab_id}")
+    refuse_links(course, lab_id)
     state = course.root / "grading" / lab_id
     state.mkdir(parents=True, exist_ok=True)
     with open(state / ".lock", "w") as lock:
@@ -750,7 +808,7 @@ def grade_lab(
                 f"another `medai grade {lab_id}` is running on this course ({state}); wait for it"
             ) from None
         return _grade_lab(
-            course_dir,
+            course,
             lab_id,
             backend=backend,
             policy=policy,
@@ -759,20 +817,22 @@ def grade_lab(
             students=students,
             force=force,
             progress=progress,
+            on_event=on_event or (lambda event: None),
         )
 
 
 def _grade_lab(
-    course_dir: Path,
+    course: Course,
     lab_id: str,
     *,
     backend: SandboxBackend,
     policy: Policy,
-    data_root: Path | None = None,
-    workers: int | None = None,
-    students: list[str] | None = None,
-    force: bool = False,
-    progress: bool = True,
+    data_root: Path | None,
+    workers: int | None,
+    students: list[str] | None,
+    force: bool,
+    progress: bool,
+    on_event: Callable[[BatchEvent], None],
 ) -> BatchSummary:
     from rich.progress import (
         BarColumn,
@@ -783,7 +843,6 @@ def _grade_lab(
     )
 
     t0 = time.monotonic()
-    course = open_course(course_dir)
     data_root = Path(data_root).resolve() if data_root else None
     data_dir = data_root / "public" if data_root else None
     if data_dir is not None and not data_dir.is_dir():
@@ -813,11 +872,13 @@ def _grade_lab(
                 continue
         todo.append(student)
     workers = max(1, workers or os.cpu_count() or 1)
+    on_event(BatchEvent("planned", todo=tuple(todo), skipped=tuple(skipped)))
     tmp_root = Path(tempfile.mkdtemp(prefix="medai-grade-"))
     tmp_root.chmod(0o711)
     graded: list[dict] = []
     try:
         if todo:
+            on_event(BatchEvent("reference"))
             reference(lab, course, backend, data_dir, tmp_root, policy.limits.to_limits())
         with Progress(
             TextColumn("grading {task.description}"),
@@ -829,6 +890,7 @@ def _grade_lab(
             task = bar.add_task(lab_id, total=len(todo))
 
             def one(student: str) -> dict:
+                on_event(BatchEvent("started", student=student))
                 try:
                     result, nbs = grade_submission(
                         lab, course, student, backend, policy, data_dir, tmp_root
@@ -836,6 +898,7 @@ def _grade_lab(
                 except Exception as exc:  # a grader-side failure stays with this submission
                     result, nbs = _grader_error(lab, course, student, exc), {}
                 store(course, lab, result, nbs)
+                on_event(BatchEvent("finished", student=student, result=result))
                 return result
 
             with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -8,6 +8,7 @@ applies it with :func:`apply_settings`. Tests read the mapping directly, without
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Ports:
     hub: int  # the hub's own API, loopback only
     proxy_api: int  # configurable-http-proxy's REST API, loopback only
     formgrader: int  # the course's formgrader service, loopback only
+    grading: int  # the trusted grading service, loopback only
 
 
 def grader_account(course: str) -> str:
@@ -61,6 +63,12 @@ def formgrader_limits(cfg: CourseConfig) -> Limits:
     return Limits.server(memory_mb=mem, cpus=None, processes=512)
 
 
+def grading_page_path() -> str:
+    """Path of the grading page below the hub's public URL (one place, for `medai up` and the
+    formgrader's messages)."""
+    return f"/services/{roles.GRADING_SERVICE}/"
+
+
 def formgrader_argv(
     layout: StateLayout, course: str, software: Software, bwrap_exe: str = "bwrap"
 ) -> list[str]:
@@ -70,6 +78,18 @@ def formgrader_argv(
         layout, course, grader_account(course), software, Limits.server(memory_mb=4096, cpus=None)
     )
     return bwrap.argv(profile, bwrap_exe)
+
+
+def formgrader_guard_args(ports: Ports) -> list[str]:
+    """Formgrader command-line options: load medai.hub.formgrader_guard (Autograde goes to the
+    grading service, nbgrader's executor never runs there). On the command line, so no
+    configuration file in the course folder can switch it off."""
+    service = f"http://127.0.0.1:{ports.grading}{grading_page_path()}"
+    return [
+        "--ServerApp.jpserver_extensions={'medai.hub.formgrader_guard': True}",
+        f"--MedaiFormgraderGuard.grading_api={service}api",
+        f"--MedaiFormgraderGuard.grading_page={grading_page_path()}",
+    ]
 
 
 def build_hub_settings(
@@ -100,11 +120,38 @@ def build_hub_settings(
             f"medai-formgrader-{course}",
             formgrader_limits(cfg),
             formgrader_argv(layout, course, software, bwrap),
-            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"],
+            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
+            + formgrader_guard_args(ports),
             forward=ports.formgrader,
-            hub_port=ports.hub,
+            # the hub's API, and the grading service (Autograde forwards to it)
+            outbound=[ports.hub, ports.grading],
         ),
         "cwd": str(layout.course_dir(course)),
+        # the user's formgrader token may reach the grading service: Autograde forwards with it
+        # (JupyterHub grants it only to users who hold the scope themselves: course staff)
+        "oauth_client_allowed_scopes": [f"access:services!service={roles.GRADING_SERVICE}"],
+    }
+    # The trusted grading service: on the host, outside every sandbox, like the exchange keeper.
+    grading = {
+        "name": roles.GRADING_SERVICE,
+        "display": True,
+        "url": f"http://127.0.0.1:{ports.grading}",
+        "oauth_no_confirm": True,
+        "command": [
+            sys.executable,
+            "-m",
+            "medai.hub.grading",
+            "--state",
+            str(layout.root),
+            "--course",
+            course,
+            "--title",
+            cfg.course.title,
+            "--labs",
+            json.dumps([{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release]),
+            "--bwrap",
+            bwrap,
+        ],
         "oauth_client_allowed_scopes": [],
     }
     receipts = {
@@ -134,7 +181,7 @@ def build_hub_settings(
             "spawner_class": "medai.hub.spawner.BwrapSpawner",
             "load_groups": roles.hub_groups(cfg),
             "load_roles": roles.hub_roles(cfg),
-            "services": [formgrader, receipts],
+            "services": [formgrader, receipts, grading],
             "cleanup_servers": True,
             "log_level": log_level,
             "template_vars": {"medai_course": cfg.course.title, "medai_course_id": course},

@@ -38,6 +38,7 @@ from medai.hub.hubconfig import (
     TlsFiles,
     build_hub_settings,
     grader_account,
+    grading_page_path,
     public_scheme,
 )
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
@@ -133,12 +134,14 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 3:
+    while len(picks) < 4:
         p = free_port()
         if p not in taken:
             taken.add(p)
             picks.append(p)
-    return Ports(public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2])
+    return Ports(
+        public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2], grading=picks[3]
+    )
 
 
 def check_tls_files(cert: Path | None, key: Path | None) -> TlsFiles | None:
@@ -555,6 +558,7 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     say("")
     say(f"MedAI Lab is running: {hub.url}")
     say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  grading page (instructors, TAs): {hub.url}{grading_page_path()}")
     say(f"  hub log: {hub.log}")
     if passwords:
         say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")

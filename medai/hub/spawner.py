@@ -208,7 +208,7 @@ class BwrapSpawner(LocalProcessSpawner):
             argv(profile, self.bwrap),
             list(self.server_cmd),
             forward=self.port,
-            hub_port=self._hub_port(),
+            outbound=[self._hub_port()],
         )
         log_dir = self.layout.hub / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)

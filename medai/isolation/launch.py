@@ -7,8 +7,9 @@ the hub starts. This small trusted process, outside the sandbox:
    starts bubblewrap inside it, so every process of the server is counted;
 2. for ``--forward PORT``: bubblewrap gives the server a network namespace of its own (only
    loopback); once it exists, pasta (Debian ``passt``) attaches to it and forwards the host's
-   ``127.0.0.1:PORT`` in (the proxy reaches the server) and the namespace's ``127.0.0.1:HUBPORT``
-   out to the hub's API (the server reaches the hub). Nothing else crosses: not another trainee's
+   ``127.0.0.1:PORT`` in (the proxy reaches the server) and, for each ``--outbound P``, the
+   namespace's ``127.0.0.1:P`` out to the host's (the hub's API; for the formgrader also the
+   grading service). Nothing else crosses: not another trainee's
    ports, not their kernels, not abstract Unix sockets (those are per network namespace), not the
    outside world (the namespace has no route);
 3. only then lets the server start (bubblewrap's ``--block-fd``), waits for it, passes SIGTERM and
@@ -49,8 +50,9 @@ def find_pasta() -> str:
     return path
 
 
-def pasta_argv(pasta: str, pid: int, port: int, hub_port: int | None, pid_file: str) -> list[str]:
-    """pasta attached to ``pid``'s network namespace: ``port`` in, ``hub_port`` out, no route.
+def pasta_argv(pasta: str, pid: int, port: int, outbound: list[int], pid_file: str) -> list[str]:
+    """pasta attached to ``pid``'s network namespace: ``port`` in, the ``outbound`` ports of the
+    host's loopback (the hub's API) out, no route.
 
     pasta goes to the background once the forwards are in place and writes its pid to
     ``pid_file``; it holds the namespace open, so the launcher stops it when the server ends.
@@ -59,7 +61,7 @@ def pasta_argv(pasta: str, pid: int, port: int, hub_port: int | None, pid_file: 
     if os.geteuid() == 0:
         a += ["--runas", "0:0"]  # pasta would switch to nobody, who cannot enter the namespace
     a += ["--tcp-ports", f"127.0.0.1/{port}"]
-    a += ["--tcp-ns", str(hub_port) if hub_port else "none"]
+    a += ["--tcp-ns", ",".join(str(p) for p in outbound) if outbound else "none"]
     a += ["--udp-ports", "none", "--udp-ns", "none", "--no-map-gw", "--no-icmp"]
     a += ["--no-dhcp", "--no-dhcpv6", "--no-ndp", "--no-ra", "--ipv4-only"]
     return a
@@ -89,7 +91,7 @@ def run(
     server_argv: list[str],
     *,
     forward: int | None,
-    hub_port: int | None,
+    outbound: list[int],
     require_limits: bool = False,
 ) -> int:
     cg = Cgroup.create(name, limits)
@@ -137,7 +139,7 @@ def run(
             fd, pasta_pid_file = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
             os.close(fd)
             r = subprocess.run(
-                pasta_argv(pasta, pid, forward, hub_port, pasta_pid_file),
+                pasta_argv(pasta, pid, forward, outbound, pasta_pid_file),
                 capture_output=True,
                 text=True,
             )
@@ -179,15 +181,15 @@ def command(
     server_argv: list[str],
     *,
     forward: int | None = None,
-    hub_port: int | None = None,
+    outbound: list[int] = (),
 ) -> list[str]:
     """The command line that runs ``server_argv`` in the sandbox ``bwrap_argv`` describes."""
     cmd = [sys.executable, "-m", "medai.isolation.launch", "--name", name]
     cmd += ["--limits", json.dumps(limits.as_dict(), separators=(",", ":"))]
     if forward:
         cmd += ["--forward", str(forward)]
-    if hub_port:
-        cmd += ["--hub-port", str(hub_port)]
+    for port in outbound:
+        cmd += ["--outbound", str(port)]
     assert bwrap_argv[-1] == "--"
     return [*cmd, "--", *bwrap_argv, *server_argv]
 
@@ -198,7 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True, help="cgroup name (unique per sandbox)")
     ap.add_argument("--limits", required=True, help="JSON of medai.isolation.limits.Limits")
     ap.add_argument("--forward", type=int, help="TCP port forwarded into the sandbox")
-    ap.add_argument("--hub-port", type=int, help="the hub API port reachable from inside")
+    ap.add_argument(
+        "--outbound",
+        type=int,
+        action="append",
+        default=[],
+        help="a host loopback port reachable from inside (the hub's API); repeatable",
+    )
     ap.add_argument("--require-limits", action="store_true")
     try:
         split = argv.index("--")
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             bwrap_argv,
             server_argv,
             forward=opts.forward,
-            hub_port=opts.hub_port,
+            outbound=opts.outbound,
             require_limits=opts.require_limits,
         )
     except LaunchFailed as exc:
