@@ -18,7 +18,6 @@ from medai.hub.isolation import Software, common_argv
 from medai.hub.layout import (
     SANDBOX_COURSE_ROOT,
     SANDBOX_DATA,
-    SANDBOX_DATA_ROOT,
     SANDBOX_EXCHANGE,
     StateLayout,
 )
@@ -41,7 +40,8 @@ def formgrader_argv(
     layout: StateLayout, course: str, software: Software, bwrap: str = "bwrap"
 ) -> list[str]:
     """The formgrader runs in a sandbox too: it sees the course folder, the whole exchange and
-    the data (public and hidden), but not the hub's database, secrets or users' homes."""
+    the public data, but not the hidden data (graded outside, by `medai grade`), the data key,
+    the hub's database, secrets or users' homes."""
     ex = layout.exchange(course)
     argv = common_argv(bwrap, layout.sandbox_etc(grader_account(course)), software)
     argv += ["--bind", str(layout.course_dir(course)), SANDBOX_COURSE_ROOT]
@@ -50,10 +50,8 @@ def formgrader_argv(
     argv += ["--bind", str(ex / "outbound"), f"{SANDBOX_EXCHANGE}/{course}/outbound"]
     argv += ["--bind", str(ex / "feedback"), f"{SANDBOX_EXCHANGE}/{course}/feedback"]
     argv += ["--ro-bind", str(layout.public_data), SANDBOX_DATA]
-    argv += ["--ro-bind", str(layout.data), SANDBOX_DATA_ROOT]
     argv += ["--setenv", "MEDAI_DATA", SANDBOX_DATA]
-    # where nbgrader-side tools in the formgrader find the data root and the course
-    argv += ["--setenv", "MEDAI_DATA_ROOT", SANDBOX_DATA_ROOT]
+    # where nbgrader-side tools in the formgrader find the course
     argv += ["--setenv", "MEDAI_COURSE_DIR", SANDBOX_COURSE_ROOT]
     argv += ["--setenv", "PATH", software.path_env]
     argv += ["--setenv", "JUPYTER_CONFIG_PATH", SANDBOX_COURSE_ROOT]
