@@ -130,9 +130,9 @@ class GenContext:
         digest = hmac.new(self.secret, message, hashlib.sha256).digest()
         return np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "little")))
 
-    def stream(self, hidden: bool, *stream: str | int) -> np.random.Generator:
-        """``hidden_rng(*stream)`` for an item of the hidden split, else ``rng(*stream)``."""
-        return self.hidden_rng(*stream) if hidden else self.rng(*stream)
+    def stream(self, hidden: bool, *names: str | int) -> np.random.Generator:
+        """``hidden_rng(*names)`` for an item of the hidden split, else ``rng(*names)``."""
+        return self.hidden_rng(*names) if hidden else self.rng(*names)
 
 
 def _stable_int(x: str | int) -> int:
