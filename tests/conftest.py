@@ -7,8 +7,11 @@ Index of fixtures (keep this list in step with the code):
 - ``artifacts_dir``  ``artifacts/<test-name>/``: screenshots and logs kept after the run
 - ``running_hub``    (session) the embedded hub started by ``medai.hub.launcher.start_hub`` on
                      a free port with ``tests/data/hub-course.yaml`` (trainees alice and bob,
-                     instructor teacher, TA helper, lab ``hello``) and demo passwords
+                     instructor teacher, TA helper, lab ``hello``, a small dataset of every
+                     generator, keyed by the hub's data key) and demo passwords
 - ``browser``        (session) headless Debian Chromium driven by Playwright
+- ``data_key``       (session) the data secret tests generate hidden splits with, as a
+                     deployment does: ``$MEDAI_TEST_DATA_KEY`` (64 hex digits) or a fixed key
 """
 
 from __future__ import annotations
@@ -92,3 +95,10 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="session")
+def data_key() -> bytes:
+    from medai.autograder.testing import lab_data_key
+
+    return lab_data_key()

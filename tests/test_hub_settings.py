@@ -121,8 +121,8 @@ def test_formgrader_sees_course_and_exchange_but_not_hub_or_homes(tmp_path):
     b = binds(formgrader_argv(layout, "c1", SOFTWARE))
     hosts = [host for _, host in b.values()]
     assert str(layout.course_dir("c1")) in hosts
-    assert b["/data"] == ("--ro-bind", str(layout.public_data))
-    assert not any(h.startswith(str(layout.hidden_data)) for h in hosts)  # grading service only
+    assert b["/data"] == ("--ro-bind", str(layout.public_data))  # public only: hidden data
+    assert not any(layout.hidden_data.is_relative_to(h) for h in hosts)  # are graded outside
     assert str(layout.data) not in hosts
     assert not any(h.startswith(str(layout.hub)) for h in hosts)
     assert not any(h.startswith(str(layout.root / "homes")) for h in hosts)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medai.autograder.testing import lab_data_key
 from medai.synthetic import notes as notes_mod
 from medai.synthetic.core import generate
 
@@ -33,7 +34,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _gen(root: Path, name: str, n: int, seed: int = 7) -> tuple[Path, Path]:
-    pub = generate(name, root / f"{name}-{n}-{seed}", n=n, seed=seed)
+    """Generate as a course does: the test items and labels drawn with a deployment key."""
+    pub = generate(name, root / f"{name}-{n}-{seed}", n=n, seed=seed, secret=lab_data_key())
     return pub, pub.parent.parent / "hidden" / name
 
 

@@ -133,6 +133,7 @@ class Lab:
     truth: dict[str, ModelTruth] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     reference_report: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
@@ -260,7 +261,28 @@ def prepare_lab(course: Course, lab_id: str, data_root: Path | None) -> Lab:
             }
         elif isinstance(task, ModelTask):
             lab.truth[tid] = model_truth(tid, task, data_root)
+    scored = sorted(
+        {t.dataset for t in tasks.tasks.values() if isinstance(t, PredictTask | ModelTask)}
+    )
+    lab.warnings += unkeyed_warnings(scored, data_root)
     return lab
+
+
+def unkeyed_warnings(datasets: list[str], data_root: Path | None) -> list[str]:
+    """A warning for each dataset whose hidden split anyone can regenerate from the public seed
+    (generated without the deployment's data key): grades on it reward looking labels up."""
+    from medai.synthetic.core import hidden_keying
+
+    if data_root is None:
+        return []
+    return [
+        f"the hidden split of '{name}' under {data_root} follows from the public seed (it was "
+        "generated without a data key), so a submission can regenerate its labels; generate it "
+        f"with the deployment's key (`medai up`, or `medai data generate {name} --secret-file "
+        f"{data_root.parent / 'secrets' / 'data.key'} --out {data_root}`)"
+        for name in datasets
+        if hidden_keying(name, data_root) == "public-seed"
+    ]
 
 
 def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth:
@@ -735,6 +757,7 @@ class BatchSummary:
     skipped: list[str]
     seconds: float
     reference: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def refuse_links(course: Course, lab_id: str) -> None:
@@ -912,7 +935,9 @@ def _grade_lab(
                     raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    return BatchSummary(lab_id, graded, skipped, time.monotonic() - t0, lab.reference_report)
+    return BatchSummary(
+        lab_id, graded, skipped, time.monotonic() - t0, lab.reference_report, lab.warnings
+    )
 
 
 def _grader_error(lab: Lab, course: Course, student: str, exc: Exception) -> dict:

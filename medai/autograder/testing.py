@@ -30,6 +30,25 @@ def _env() -> dict[str, str]:
     }
 
 
+def lab_data_key() -> bytes:
+    """The data secret tests and benchmarks generate hidden splits with, as a deployment does
+    (``medai up`` keys them with ``<state>/secrets/data.key``): ``$MEDAI_TEST_DATA_KEY`` (64 hex
+    digits) when set, so a lab's thresholds can be checked under other keys, else a fixed key."""
+    import hashlib
+    import os
+
+    given = os.environ.get("MEDAI_TEST_DATA_KEY", "").strip()
+    if given:
+        try:
+            key = bytes.fromhex(given)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError("MEDAI_TEST_DATA_KEY must be 64 hexadecimal digits (32 bytes)")
+        return key
+    return hashlib.sha256(b"medai tests: a fixed deployment data key").digest()
+
+
 def make_course(course_dir: Path, lab_src: Path, lab: str, course_id: str = "medai101") -> Path:
     """Create a course with ``lab`` generated from ``lab_src``; return the course directory."""
     course_dir = Path(course_dir)

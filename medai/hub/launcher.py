@@ -4,7 +4,8 @@ Steps, each with a clear message when it cannot be done:
 
 1. check the tools (bubblewrap and user namespaces, configurable-http-proxy) and the port;
 2. lay out the state folder (kept across restarts: hub database, gradebook, homes, exchange);
-3. generate the course's datasets (once per name/size/seed);
+3. generate the course's datasets (once per name/size/seed/key), hidden splits keyed by the
+   deployment's data secret (``<state>/secrets/data.key``, made on the first start);
 4. set up the nbgrader course folder, the gradebook roster and release the labs
    (a lab that fails to release is reported and skipped; the others are served);
 5. write the hub settings and run JupyterHub (with configurable-http-proxy) until Ctrl-C.
@@ -225,20 +226,30 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
 
 
 def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
+    """Generate the course's datasets; their hidden splits are keyed by the deployment's data
+    secret (made once in ``<state>/secrets``), so no trainee can regenerate them."""
     if not cfg.datasets:
         return
-    from medai.synthetic.core import DataError, generate, get_spec
+    from medai.synthetic.core import DataError, fingerprint, generate, get_spec
+    from medai.synthetic.secret import ensure_secret
 
+    try:
+        secret, created = ensure_secret(layout.data_secret)
+    except DataError as exc:
+        raise LaunchError(str(exc)) from None
+    if created:
+        say(f"  data: made the hidden splits' key {layout.data_secret} (keep it private)")
     for ds in cfg.datasets:
         stamp = layout.data / "manifests" / f"{ds.name}.params.json"
-        params = {"n": ds.n, "seed": ds.seed}
+        # the key's fingerprint, not the key: a new key regenerates, the stamp reveals nothing
+        params = {"n": ds.n, "seed": ds.seed, "key": fingerprint(secret)}
         if stamp.exists() and json.loads(stamp.read_text()) == params:
             say(f"  data: {ds.name} already generated")
             continue
         try:
             spec = get_spec(ds.name)
             t0 = time.monotonic()
-            generate(ds.name, layout.data, n=ds.n, seed=ds.seed)
+            generate(ds.name, layout.data, n=ds.n, seed=ds.seed, secret=secret)
         except (DataError, ImportError) as exc:
             raise LaunchError(f"dataset '{ds.name}' could not be generated: {exc}") from None
         stamp.write_text(json.dumps(params))

@@ -811,6 +811,8 @@ def _write(ctx: GenContext) -> None:
     n_test = int(round(ctx.n * TEST_FRACTION))
     out: dict[bool, list[dict]] = {}
     for is_test, m in ((False, ctx.n - n_test), (True, n_test)):
+        if is_test:  # which test-pool questions are asked, in what order: the hidden streams
+            draw = ctx.hidden_rng("questions", public=draw)
         n_ans = int(round(m * ANSWERABLE_SHARE))
         if n_ans > len(pools[is_test]) or m - n_ans > len(unpools[is_test]):
             raise ValueError(f"n={ctx.n} needs more distinct questions than the handbook has")

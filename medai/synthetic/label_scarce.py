@@ -92,8 +92,8 @@ def _mean_table() -> np.ndarray:
 MEANS = _mean_table()
 
 
-def _chunk(ctx: GenContext, ci: int, m: int):
-    rng = ctx.rng("people", ci)
+def _chunk(ctx: GenContext, ci: int, m: int, hidden: bool = False):
+    rng = ctx.stream(hidden, "people", ci)
     y = rng.choice(len(CLASSES), size=m, p=PRIORS)
     male = (rng.random(m) < 0.5).astype(int)
     sd = np.array([f[4] for f in FEATURES])
@@ -106,11 +106,11 @@ def _chunk(ctx: GenContext, ci: int, m: int):
         # log-normal measurements are reported down to the lab's smallest step (1 or 0.1)
         v = np.maximum(np.exp(x[:, f]), 10.0**-dec) if is_log else np.maximum(x[:, f], 0.1)
         cols[name] = floats(v, dec)
-    nrng = ctx.rng("nuisance", ci)
+    nrng = ctx.stream(hidden, "nuisance", ci)
     for name, _, dec, mean, s in NUISANCE:
         v = nrng.normal(mean, s, m)
         cols[name] = floats(np.clip(v, 18, 95) if name == "age" else np.maximum(v, 0.1), dec)
-    part = ctx.rng("split", ci).random(m)
+    part = ctx.stream(hidden, "split", ci).random(m)
     return cols, y, y * 2 + male, part
 
 
@@ -137,20 +137,29 @@ def write(ctx: GenContext) -> None:
                 for c in range(len(CLASSES)):
                     lab[np.flatnonzero(~test & (y == c))[:PER_CLASS]] = True
             unl = ~test & ~lab
-            label_col = categorical(y, CLASSES)
-            for name, sel in (("labelled", lab), ("unlabelled", unl), ("test", test)):
-                mask = pa.array(sel)
-                row = {"id": ids.filter(mask), **{k: v.filter(mask) for k, v in cols.items()}}
+            parts = {"labelled": lab, "unlabelled": unl, "test": test}
+            # (features, class, cluster, rows) of each part; the people whose labels are hidden
+            # (unlabelled and test) come from the hidden streams when there is a secret
+            src = {name: (cols, y, cluster, sel) for name, sel in parts.items()}
+            if ctx.keyed:
+                h_cols, h_y, h_cluster, _ = _chunk(ctx, ci, int((~lab).sum()), hidden=True)
+                for name in ("unlabelled", "test"):
+                    src[name] = (h_cols, h_y, h_cluster, parts[name][~lab])
+            for name, sel in parts.items():
+                f_cols, f_y, f_cluster, rows = src[name]
+                mask = pa.array(rows)
+                ids_sel = ids.filter(pa.array(sel))
+                row = {"id": ids_sel, **{k: v.filter(mask) for k, v in f_cols.items()}}
                 if name == "labelled":
-                    row["label"] = label_col.filter(mask)
+                    row["label"] = categorical(f_y[rows], CLASSES)
                 w[name].write(row)
                 counts[name] += int(sel.sum())
                 if name != "labelled":
                     w[f"{name}_labels"].write(
                         {
-                            "id": ids.filter(mask),
-                            "label": label_col.filter(mask),
-                            "cluster": ints(cluster[sel]),
+                            "id": ids_sel,
+                            "label": categorical(f_y[rows], CLASSES),
+                            "cluster": ints(f_cluster[rows]),
                         }
                     )
             ctx.progress(stop - start)

@@ -82,10 +82,18 @@ def _write(ctx: GenContext) -> None:
     hr = assign.uniform(*HR_BPM, n)
     n_frames = np.rint(assign.uniform(*DURATION_S, n) * FPS).astype(np.int32)
     is_test = assign.random(n) < TEST_FRACTION
+    # the test clips (heart rate, length and trace) come from the hidden streams
+    hidden = ctx.hidden_rng("assign")
+    t_public = int(n_frames.max())  # train.npz's padded length never depends on the test clips
+    hr = np.where(is_test, hidden.uniform(*HR_BPM, n), hr)
+    n_frames = np.where(
+        is_test, np.rint(hidden.uniform(*DURATION_S, n) * FPS).astype(np.int32), n_frames
+    )
     clips: list[np.ndarray] = []
     hr_true = np.empty(n)
     for i in range(n):
-        rgb, hr_true[i] = simulate_clip(ctx.rng("clip", i), float(hr[i]), int(n_frames[i]))
+        rng = ctx.stream(bool(is_test[i]), "clip", i)
+        rgb, hr_true[i] = simulate_clip(rng, float(hr[i]), int(n_frames[i]))
         clips.append(rgb)
         if (i + 1) % 50 == 0:
             ctx.progress(50)
@@ -93,9 +101,9 @@ def _write(ctx: GenContext) -> None:
     tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     hr32 = hr_true.astype(np.float32)
     if ctx.fmt == "npz":
-        t_max = int(n_frames.max())
 
         def stack(idx: np.ndarray) -> np.ndarray:
+            t_max = max(t_public, int(n_frames[idx].max(initial=0)))
             out = np.full((idx.size, t_max, 3), np.nan, dtype=np.float32)
             for j, i in enumerate(idx):
                 out[j, : n_frames[i]] = clips[i]
