@@ -179,7 +179,7 @@ def test_medai_up_stops_cleanly_on_ctrl_c_and_keeps_state(tmp_path):
 
     proc, out = up()
     assert "trainee    alice        medai-demo-alice" in out
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the hub; alice's server is on alice.localhost
     alice = HubUser(url, "alice", "medai-demo-alice")
     alice.start_server()
     assert alice.execute("open('/home/alice/notes.txt', 'w').write('kept')").error is None

@@ -34,13 +34,27 @@ def up(
     demo: bool = typer.Option(
         False, help="Give users without a password a fixed demo password, and print them."
     ),
+    public_host: str = typer.Option(
+        "localhost",
+        help="The name users open (hub at http://NAME:PORT). Every user's server and service "
+        "gets a subdomain of it, so NAME and *.NAME must reach this machine: localhost does "
+        "by itself; on a LAN use a wildcard DNS name (see the README).",
+    ),
 ) -> None:
     """Prepare the course (data, labs, gradebook) and run the embedded JupyterHub."""
     from medai.hub.launcher import LaunchError, run_up
 
     cfg = _load(config)
     try:
-        code = run_up(cfg, config_path=config, state=state, ip=ip, port=port, demo=demo)
+        code = run_up(
+            cfg,
+            config_path=config,
+            state=state,
+            ip=ip,
+            port=port,
+            demo=demo,
+            public_host=public_host,
+        )
     except LaunchError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None

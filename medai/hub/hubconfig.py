@@ -22,6 +22,8 @@ from medai.hub.layout import (
     SANDBOX_EXCHANGE,
     StateLayout,
 )
+from medai.hub.origins import Origins
+from medai.hub.staffpages import FORMGRADER_SERVER_ARGS
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,21 @@ class Ports:
     hub: int  # the hub's own API, loopback only
     proxy_api: int  # configurable-http-proxy's REST API, loopback only
     formgrader: int  # the course's formgrader service, loopback only
+
+
+# The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
+# (JupyterHub's templates), so their script-src cannot be narrowed without forking the
+# templates. They render no markup a trainee controls (names come from the course file and
+# JupyterHub escapes them), and with subdomain_host no trainee page shares their origin, so the
+# policy keeps JupyterHub's frame-ancestors and report-uri and adds the cheap restrictions.
+HUB_CSP = "; ".join(
+    [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "report-uri /hub/security/csp-report",
+    ]
+)
 
 
 def grader_account(course: str) -> str:
@@ -71,8 +88,13 @@ def build_hub_settings(
     software: Software,
     bwrap: str = "bwrap",
     log_level: str = "INFO",
+    public_host: str = "localhost",
 ) -> dict[str, dict]:
+    """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
+    record); the hub is served there, each user's server and each service on a subdomain of
+    it (see :mod:`medai.hub.origins`)."""
     course = cfg.course.id
+    origins = Origins(public_host, ports.public)
     hub_dir = layout.hub
     venv_bin = Path(sys.executable).parent
     singleuser = str(venv_bin / "jupyterhub-singleuser")
@@ -85,7 +107,7 @@ def build_hub_settings(
         "url": f"http://127.0.0.1:{ports.formgrader}",
         "oauth_no_confirm": True,
         "command": formgrader_argv(layout, course, software, bwrap)
-        + [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"],
+        + [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}", *FORMGRADER_SERVER_ARGS],
         "cwd": str(layout.course_dir(course)),
         "oauth_client_allowed_scopes": [],
     }
@@ -120,6 +142,9 @@ def build_hub_settings(
             "cleanup_servers": True,
             "log_level": log_level,
             "template_vars": {"medai_course": cfg.course.title, "medai_course_id": course},
+            # Own origins: the hub on public_host, user servers and services on subdomains.
+            "subdomain_host": origins.hub,
+            "tornado_settings": {"headers": {"Content-Security-Policy": HUB_CSP}},
         },
         "ConfigurableHTTPProxy": {
             "command": proxy_command,

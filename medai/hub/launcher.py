@@ -13,6 +13,7 @@ Steps, each with a clear message when it cannot be done:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,9 @@ from medai.hub.auth import read_accounts, write_accounts
 from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
 from medai.hub.isolation import IsolationError, Software, find_bwrap, write_sandbox_etc
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
+from medai.hub.origins import Origins, OriginsError, check_public_host
 from medai.hub.spawner import prepare_user
+from medai.hub.staffpages import STAFF_EXPORTER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -99,6 +103,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def choose_origins(ip: str, port: int, public_host: str) -> Origins:
+    """Where users reach the hub; user servers and services get subdomains of it."""
+    try:
+        host = check_public_host(public_host)
+    except OriginsError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        loopback = ip == "localhost" or ipaddress.ip_address(ip).is_loopback
+    except ValueError:  # a host name: it may name another interface
+        loopback = False
+    if host == "localhost" and not loopback:
+        raise LaunchError(
+            f"--ip {ip} serves other machines, but their browsers cannot reach "
+            "http://localhost: give the name they open with --public-host NAME, a DNS name "
+            "whose wildcard *.NAME also points at this machine (see the README's classroom "
+            "LAN section)"
+        )
+    return Origins(host, port)
 
 
 def choose_ports(ip: str, port: int) -> Ports:
@@ -190,6 +214,10 @@ def nbgrader_course_config(course: str) -> str:
         f"c.CourseDirectory.course_id = {course!r}\n"
         f"c.Exchange.root = {SANDBOX_EXCHANGE!r}\n"
         "c.Exchange.path_includes_course = True\n"
+        "# Pages staff open render submitted HTML: sanitised, MathJax served locally\n"
+        "# (medai.hub.staffpages; the formgrader's extension enforces the same).\n"
+        "c.HTMLExporter.sanitize_html = True\n"
+        f"c.GenerateFeedback.exporter_class = {STAFF_EXPORTER!r}\n"
     )
 
 
@@ -291,15 +319,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+def wait_until_up(
+    url: str, proc: subprocess.Popen, timeout: float, log: Path, connect: str | None = None
+) -> None:
+    """Wait until ``url`` + ``/hub/api`` answers 200. ``connect``: the ``http://ip:port`` to
+    open instead (the public name may not resolve on this machine), with the public host in
+    the Host header, as the proxy routes by host."""
     deadline = time.monotonic() + timeout
+    target = (connect or url) + "/hub/api"
+    headers = {"Host": urllib.parse.urlsplit(url).netloc} if connect else {}
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LaunchError(
                 f"JupyterHub exited during start (code {proc.returncode}).\n" + tail_file(log)
             )
         try:
-            with urllib.request.urlopen(url + "/hub/api", timeout=2) as r:
+            req = urllib.request.Request(target, headers=headers)
+            with urllib.request.urlopen(req, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -327,6 +363,15 @@ class Hub:
     layout: StateLayout
     ports: Ports
     log: Path
+    origins: Origins = field(default_factory=Origins)
+
+    def server_url(self, user: str) -> str:
+        """``user``'s server, on its own origin (``http://alice.localhost:PORT/user/alice``)."""
+        return self.origins.server_url(user)
+
+    def service_url(self, name: str) -> str:
+        """A service, on its own origin (``http://c--service.localhost:PORT/services/c``)."""
+        return self.origins.service_url(name)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -351,8 +396,12 @@ def start_hub(
     echo: Callable[[str], None] = say,
     start_timeout: float = 180,
     settings_hook: Callable[[dict], None] | None = None,
+    public_host: str = "localhost",
 ) -> tuple[Hub, dict[str, str], CourseReport]:
     """Prepare everything and start the hub; return once it answers on its public URL.
+
+    ``public_host``: the name users open; the hub is at ``http://<public_host>:<port>``, each
+    user's server and each service on a subdomain of it (:mod:`medai.hub.origins`).
 
     ``settings_hook`` may edit the generated settings before the hub reads them (the benchmark
     uses it to run the same hub without sandboxes, for comparison).
@@ -360,6 +409,7 @@ def start_hub(
     ensure_env_bin_on_path()
     bwrap = check_bwrap()
     proxy = find_proxy()
+    origins = choose_origins(ip, port, public_host)
     ports = choose_ports(ip, port)
     echo(f"Preparing course '{cfg.course.id}' in {state}")
     layout = prepare_state(cfg, state)
@@ -380,6 +430,7 @@ def start_hub(
         software=Software.detect(),
         bwrap=bwrap,
         log_level=log_level,
+        public_host=origins.host,
     )
     if settings_hook is not None:
         settings_hook(settings)
@@ -398,10 +449,13 @@ def start_hub(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    url = f"http://{ip}:{ports.public}"
-    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
+    url = origins.hub
+    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log, origins=origins)
+    local = "127.0.0.1" if ip in ("0.0.0.0", "", "localhost") else ip
+    if ":" in local:
+        local = f"[{local}]" if local != "::" else "[::1]"
     try:
-        wait_until_up(url, proc, start_timeout, log)
+        wait_until_up(url, proc, start_timeout, log, connect=f"http://{local}:{ports.public}")
     except BaseException:
         hub.stop()
         raise
@@ -413,13 +467,26 @@ def _terminate(signum, frame):
 
 
 def run_up(
-    cfg: CourseConfig, *, config_path: Path, state: Path, ip: str, port: int, demo: bool
+    cfg: CourseConfig,
+    *,
+    config_path: Path,
+    state: Path,
+    ip: str,
+    port: int,
+    demo: bool,
+    public_host: str = "localhost",
 ) -> int:
     # SIGTERM during preparation or start behaves like Ctrl-C: start_hub stops what it started.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         hub, passwords, report = start_hub(
-            cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
+            cfg,
+            config_path=config_path,
+            state=state,
+            ip=ip,
+            port=port,
+            demo=demo,
+            public_host=public_host,
         )
     except KeyboardInterrupt:
         say("Interrupted during start; nothing left running.")
@@ -431,7 +498,7 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     course = cfg.course.id
     say("")
     say(f"MedAI Lab is running: {hub.url}")
-    say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  formgrader (instructors, TAs): {hub.service_url(course)}/formgrader")
     say(f"  hub log: {hub.log}")
     if passwords:
         say("  demo accounts (user / password):")
