@@ -50,7 +50,8 @@ def markdown_answer(hub: str = "") -> str:
             f'<a id="jslink" href="javascript:{a("md-a-href")}">an HTML link</a>',
             f'<iframe srcdoc="<script>{a("md-iframe")}</script>"></iframe>',
             f'<details open ontoggle="{a("md-details")}"><summary>x</summary></details>',
-            f'<math><mtext><table><mglyph><style><img src=x onerror="{a("md-mxss")}">',
+            f'<math><mtext><table><mglyph><style><img src=x onerror="{a("md-mxss")}">'
+            "</style></mglyph></table></mtext></math>",
             f'<form action="javascript:{a("md-form")}"><button id="jsform">go</button></form>',
             f'<object data="data:text/html,<script>{a("md-object")}</script>"></object>',
         ]
