@@ -31,8 +31,17 @@ def login(browser, hub, user: str):
 
 
 def fetch_json(page, url: str):
-    """GET ``url`` from inside the page, as its own script would (same origin, its cookies)."""
-    return page.evaluate("async (u) => { const r = await fetch(u); return await r.json(); }", url)
+    """GET ``url`` from inside the page, as JupyterLab's own script does (same origin, its
+    cookies, and the XSRF header Jupyter requires of script requests)."""
+    return page.evaluate(
+        """async (u) => {
+          const m = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+          const h = m ? {"X-XSRFToken": decodeURIComponent(m[1])} : {};
+          const r = await fetch(u, {headers: h});
+          return await r.json();
+        }""",
+        url,
+    )
 
 
 def open_assignment_list(page):
