@@ -6,9 +6,11 @@ Index of fixtures (keep this list in step with the code):
 - ``demo_config``    the demo course configuration, validated (CourseConfig)
 - ``artifacts_dir``  ``artifacts/<test-name>/``: screenshots and logs kept after the run
 - ``running_hub``    (session) the embedded hub started by ``medai.hub.launcher.start_hub`` on
-                     a free port with ``tests/data/hub-course.yaml`` (trainees alice and bob,
-                     instructor teacher, TA helper, lab ``hello``, a small dataset of every
-                     generator, keyed by the hub's data key) and demo passwords
+                     a free port with ``tests/data/hub-course.yaml`` (trainees alice, bob and
+                     mallory, instructor teacher, TA helper, lab ``hello``, a small dataset of
+                     every generator, keyed by the hub's data key) and demo passwords;
+                     the hub at ``http://localhost:PORT``, servers and services on subdomains
+                     (``running_hub.server_url("alice")``, ``.service_url("hubtest")``)
 - ``browser``        (session) headless Debian Chromium driven by Playwright
 - ``data_key``       (session) the data secret tests generate hidden splits with, as a
                      deployment does: ``$MEDAI_TEST_DATA_KEY`` (64 hex digits) or a fixed key
@@ -53,6 +55,12 @@ class RunningHub:
     config: object
     layout: object
     hub: object
+
+    def server_url(self, user: str) -> str:
+        return self.hub.server_url(user)
+
+    def service_url(self, name: str) -> str:
+        return self.hub.service_url(name)
 
 
 @pytest.fixture(scope="session")

@@ -181,7 +181,7 @@ def test_medai_up_stops_cleanly_on_ctrl_c_and_keeps_state(tmp_path):
     proc, out = up()
     [password] = re.findall(r"trainee +alice +(\S+)", out)  # random, printed by --demo
     assert "medai-demo" not in password
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the hub; alice's server is on alice.localhost
     assert f"grading page (instructors, TAs): {url}/services/medai-grading/" in out
     alice = HubUser(url, "alice", password)
     alice.start_server()

@@ -83,6 +83,13 @@ def test_hub_settings_wire_the_parts(settings, tmp_path):
         ["instructor", "ta", "trainee1", "trainee2", "trainee3"]
     )
     assert settings["Spawner"]["default_url"] == "/lab"
+    # own origins: servers at <user>.localhost, services at <name>--service.localhost
+    assert hub["subdomain_host"] == "http://localhost:8000"
+    assert "object-src 'none'" in hub["tornado_settings"]["headers"]["Content-Security-Policy"]
+    # the formgrader loads nbgrader's formgrader through medai's hardening extension only
+    fg_cmd = services["medai101"]["command"]
+    assert "--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False" in fg_cmd
+    assert "--ServerApp.jpserver_extensions=medai.hub.staffpages=True" in fg_cmd
     # local profile: the GPU profile needs a cluster, so the CPU one applies here
     assert settings["Spawner"]["mem_limit"] == "4G"
 
@@ -180,3 +187,37 @@ def test_settings_file_is_valid_jupyterhub_config(settings, tmp_path):
     app = JupyterHub(config=c)
     assert app.bind_url == "http://127.0.0.1:8000"
     assert Path(app.cookie_secret_file).parent == tmp_path / "hub"
+
+
+def test_a_lan_name_serves_everyone_on_its_subdomains(demo_config, tmp_path):
+    settings = build_hub_settings(
+        demo_config,
+        StateLayout(tmp_path),
+        ip="0.0.0.0",
+        ports=Ports(8000, 8081, 8001, 9000, 9001),
+        proxy_command=["chp"],
+        software=SOFTWARE,
+        public_host="medai.lan",
+    )
+    assert settings["JupyterHub"]["subdomain_host"] == "http://medai.lan:8000"
+    assert settings["JupyterHub"]["bind_url"] == "http://0.0.0.0:8000"
+
+
+def test_jupyterhub_puts_users_and_services_where_origins_says(settings):
+    """JupyterHub's own naming, from the generated settings, matches medai.hub.origins."""
+    import json
+
+    from jupyterhub.app import JupyterHub
+    from traitlets.config import Config
+
+    from medai.hub.hubconfig import apply_settings
+    from medai.hub.origins import Origins
+
+    c = Config()
+    apply_settings(c, json.loads(json.dumps(settings)))
+    app = JupyterHub(config=c)
+    o = Origins("localhost", 8000)
+    domain = app.domain
+    assert app.subdomain_host == o.hub
+    assert app.subdomain_hook("trainee1", domain, kind="user") == o.user_host("trainee1")
+    assert app.subdomain_hook("medai101", domain, kind="service") == o.service_host("medai101")

@@ -50,6 +50,12 @@ def up(
         help="The private key (PEM, unencrypted) of --ssl-cert.",
         show_default=False,
     ),
+    public_host: str = typer.Option(
+        "localhost",
+        help="The name users open (hub at http://NAME:PORT). Every user's server and service "
+        "gets a subdomain of it, so NAME and *.NAME must reach this machine: localhost does "
+        "by itself; on a LAN use a wildcard DNS name (see the README).",
+    ),
 ) -> None:
     """Prepare the course (data, labs, gradebook) and run the embedded JupyterHub."""
     from medai.hub.launcher import LaunchError, run_up
@@ -65,6 +71,7 @@ def up(
             demo=demo,
             ssl_cert=ssl_cert,
             ssl_key=ssl_key,
+            public_host=public_host,
         )
     except LaunchError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 from medai.config import CourseConfig
 from medai.hub import roles
 from medai.hub.layout import SANDBOX_COURSE_ROOT, StateLayout
+from medai.hub.origins import Origins
+from medai.hub.staffpages import FORMGRADER_SERVER_ARGS
 from medai.isolation import bwrap, launch, profiles
 from medai.isolation.bwrap import Software
 from medai.isolation.limits import Limits, parse_mb
@@ -51,6 +53,21 @@ class Ports:
     grading: int  # the trusted grading service, loopback only
 
 
+# The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
+# (JupyterHub's templates), so their script-src cannot be narrowed without forking the
+# templates. They render no markup a trainee controls (names come from the course file and
+# JupyterHub escapes them), and with subdomain_host no trainee page shares their origin, so the
+# policy keeps JupyterHub's frame-ancestors and report-uri and adds the cheap restrictions.
+HUB_CSP = "; ".join(
+    [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "report-uri /hub/security/csp-report",
+    ]
+)
+
+
 def grader_account(course: str) -> str:
     """Name of the account the formgrader runs as inside its sandbox."""
     return f"{course}-grader"
@@ -80,7 +97,7 @@ def formgrader_argv(
     return bwrap.argv(profile, bwrap_exe)
 
 
-def formgrader_guard_args(ports: Ports) -> list[str]:
+def formgrader_guard_args(ports: Ports, grading_page: str | None = None) -> list[str]:
     """Formgrader command-line options: load medai.hub.formgrader_guard (Autograde goes to the
     grading service, nbgrader's executor never runs there). On the command line, so no
     configuration file in the course folder can switch it off."""
@@ -88,7 +105,7 @@ def formgrader_guard_args(ports: Ports) -> list[str]:
     return [
         "--ServerApp.jpserver_extensions={'medai.hub.formgrader_guard': True}",
         f"--MedaiFormgraderGuard.grading_api={service}api",
-        f"--MedaiFormgraderGuard.grading_page={grading_page_path()}",
+        f"--MedaiFormgraderGuard.grading_page={grading_page or grading_page_path()}",
     ]
 
 
@@ -103,8 +120,13 @@ def build_hub_settings(
     bwrap: str = "bwrap",
     log_level: str = "INFO",
     tls: TlsFiles | None = None,
+    public_host: str = "localhost",
 ) -> dict[str, dict]:
+    """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
+    record); the hub is served there, each user's server and each service on a subdomain of
+    it (see :mod:`medai.hub.origins`)."""
     course = cfg.course.id
+    origins = Origins(public_host, ports.public, scheme=public_scheme(tls))
     hub_dir = layout.hub
     venv_bin = Path(sys.executable).parent
     singleuser = str(venv_bin / "jupyterhub-singleuser")
@@ -121,7 +143,8 @@ def build_hub_settings(
             formgrader_limits(cfg),
             formgrader_argv(layout, course, software, bwrap),
             [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
-            + formgrader_guard_args(ports),
+            + formgrader_guard_args(ports, origins.service_url(roles.GRADING_SERVICE) + "/")
+            + list(FORMGRADER_SERVER_ARGS),
             forward=ports.formgrader,
             # the hub's API, and the grading service (Autograde forwards to it)
             outbound=[ports.hub, ports.grading],
@@ -185,6 +208,9 @@ def build_hub_settings(
             "cleanup_servers": True,
             "log_level": log_level,
             "template_vars": {"medai_course": cfg.course.title, "medai_course_id": course},
+            # Own origins: the hub on public_host, user servers and services on subdomains.
+            "subdomain_host": origins.hub,
+            "tornado_settings": {"headers": {"Content-Security-Policy": HUB_CSP}},
         },
         "ConfigurableHTTPProxy": {
             "command": proxy_command,

@@ -14,6 +14,7 @@ Steps, each with a clear message when it cannot be done:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,11 +41,13 @@ from medai.hub.hubconfig import (
     TlsFiles,
     build_hub_settings,
     grader_account,
-    grading_page_path,
     public_scheme,
 )
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
+from medai.hub.origins import Origins, OriginsError, check_public_host
+from medai.hub.roles import GRADING_SERVICE
 from medai.hub.spawner import prepare_user, set_secure_xsrf_cookie
+from medai.hub.staffpages import STAFF_EXPORTER
 from medai.isolation import cgroups, quota
 from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
 from medai.isolation.launch import LaunchFailed, find_pasta
@@ -123,6 +127,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def choose_origins(ip: str, port: int, public_host: str, scheme: str = "http") -> Origins:
+    """Where users reach the hub; user servers and services get subdomains of it."""
+    try:
+        host = check_public_host(public_host)
+    except OriginsError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        loopback = ip == "localhost" or ipaddress.ip_address(ip).is_loopback
+    except ValueError:  # a host name: it may name another interface
+        loopback = False
+    if host == "localhost" and not loopback:
+        raise LaunchError(
+            f"--ip {ip} serves other machines, but their browsers cannot reach "
+            "http://localhost: give the name they open with --public-host NAME, a DNS name "
+            "whose wildcard *.NAME also points at this machine (see the README's classroom "
+            "LAN section)"
+        )
+    return Origins(host, port, scheme=scheme)
 
 
 def choose_ports(ip: str, port: int) -> Ports:
@@ -268,6 +292,10 @@ def nbgrader_course_config(course: str) -> str:
         f"c.CourseDirectory.course_id = {course!r}\n"
         f"c.Exchange.root = {SANDBOX_EXCHANGE!r}\n"
         "c.Exchange.path_includes_course = True\n"
+        "# Pages staff open render submitted HTML: sanitised, MathJax served locally\n"
+        "# (medai.hub.staffpages; the formgrader's extension enforces the same).\n"
+        "c.HTMLExporter.sanitize_html = True\n"
+        f"c.GenerateFeedback.exporter_class = {STAFF_EXPORTER!r}\n"
     )
 
 
@@ -400,8 +428,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+def wait_until_up(
+    url: str, proc: subprocess.Popen, timeout: float, log: Path, connect: str | None = None
+) -> None:
+    """Wait until ``url`` + ``/hub/api`` answers 200. ``connect``: the ``http://ip:port`` to
+    open instead (the public name may not resolve on this machine), with the public host in
+    the Host header, as the proxy routes by host."""
     deadline = time.monotonic() + timeout
+    target = (connect or url) + "/hub/api"
+    headers = {"Host": urllib.parse.urlsplit(url).netloc} if connect else {}
     # Our own process on loopback: its certificate may well be self-signed for another name.
     context = ssl._create_unverified_context() if url.startswith("https:") else None
     while time.monotonic() < deadline:
@@ -410,7 +445,8 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -
                 f"JupyterHub exited during start (code {proc.returncode}).\n" + tail_file(log)
             )
         try:
-            with urllib.request.urlopen(url + "/hub/api", timeout=2, context=context) as r:
+            req = urllib.request.Request(target, headers=headers)
+            with urllib.request.urlopen(req, timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -438,6 +474,15 @@ class Hub:
     layout: StateLayout
     ports: Ports
     log: Path
+    origins: Origins = field(default_factory=Origins)
+
+    def server_url(self, user: str) -> str:
+        """``user``'s server, on its own origin (``http://alice.localhost:PORT/user/alice``)."""
+        return self.origins.server_url(user)
+
+    def service_url(self, name: str) -> str:
+        """A service, on its own origin (``http://c--service.localhost:PORT/services/c``)."""
+        return self.origins.service_url(name)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -464,8 +509,12 @@ def start_hub(
     settings_hook: Callable[[dict], None] | None = None,
     ssl_cert: Path | None = None,
     ssl_key: Path | None = None,
+    public_host: str = "localhost",
 ) -> tuple[Hub, dict[str, str], CourseReport]:
     """Prepare everything and start the hub; return once it answers on its public URL.
+
+    ``public_host``: the name users open; the hub is at ``http://<public_host>:<port>``, each
+    user's server and each service on a subdomain of it (:mod:`medai.hub.origins`).
 
     ``settings_hook`` may edit the generated settings before the hub reads them (the benchmark
     uses it to run the same hub without sandboxes, for comparison). With ``ssl_cert`` and
@@ -478,6 +527,7 @@ def start_hub(
     proxy = find_proxy()
     limits = check_limits()
     echo(f"Sandbox limits: {limits.describe()}")
+    origins = choose_origins(ip, port, public_host, public_scheme(tls))
     ports = choose_ports(ip, port)
     echo(f"Preparing course '{cfg.course.id}' in {state}")
     layout = prepare_state(cfg, state)
@@ -502,6 +552,7 @@ def start_hub(
         bwrap=bwrap,
         log_level=log_level,
         tls=tls,
+        public_host=origins.host,
     )
     if settings_hook is not None:
         settings_hook(settings)
@@ -520,10 +571,14 @@ def start_hub(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    url = f"{public_scheme(tls)}://{ip}:{ports.public}"
-    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
+    url = origins.hub
+    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log, origins=origins)
+    local = "127.0.0.1" if ip in ("0.0.0.0", "", "localhost") else ip
+    if ":" in local:
+        local = f"[{local}]" if local != "::" else "[::1]"
     try:
-        wait_until_up(url, proc, start_timeout, log)
+        connect = f"{public_scheme(tls)}://{local}:{ports.public}"
+        wait_until_up(url, proc, start_timeout, log, connect=connect)
     except BaseException:
         hub.stop()
         raise
@@ -544,6 +599,7 @@ def run_up(
     demo: bool,
     ssl_cert: Path | None = None,
     ssl_key: Path | None = None,
+    public_host: str = "localhost",
 ) -> int:
     # SIGTERM during preparation or start behaves like Ctrl-C: start_hub stops what it started.
     signal.signal(signal.SIGTERM, _terminate)
@@ -557,6 +613,7 @@ def run_up(
             demo=demo,
             ssl_cert=ssl_cert,
             ssl_key=ssl_key,
+            public_host=public_host,
         )
     except KeyboardInterrupt:
         say("Interrupted during start; nothing left running.")
@@ -568,8 +625,8 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     course = cfg.course.id
     say("")
     say(f"MedAI Lab is running: {hub.url}")
-    say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
-    say(f"  grading page (instructors, TAs): {hub.url}{grading_page_path()}")
+    say(f"  formgrader (instructors, TAs): {hub.service_url(course)}/formgrader")
+    say(f"  grading page (instructors, TAs): {hub.service_url(GRADING_SERVICE)}/")
     say(f"  hub log: {hub.log}")
     if passwords:
         say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")
