@@ -55,7 +55,7 @@ def formgrader(tmp_path):
             f"--ServerApp.root_dir={course}",
             f"--IdentityProvider.token={token}",
             # what medai.hub.hubconfig.formgrader_guard_args puts on the formgrader's command line
-            "--ServerApp.jpserver_extensions={'medai.hub.formgrader_guard': True}",
+            "--ServerApp.jpserver_extensions=medai.hub.formgrader_guard=True",
             "--MedaiFormgraderGuard.grading_page=/services/medai-grading/",
         ],
         cwd=course,

@@ -135,7 +135,7 @@ def test_hub_settings_run_the_grading_service_outside_every_sandbox(demo_config,
     assert grading["command"][:3] == [sys.executable, "-m", "medai.hub.grading"]  # no bwrap
     assert grading["oauth_client_allowed_scopes"] == []
     fg = services["medai101"]
-    assert "--ServerApp.jpserver_extensions={'medai.hub.formgrader_guard': True}" in fg["command"]
+    assert "--ServerApp.jpserver_extensions=medai.hub.formgrader_guard=True" in fg["command"]
     assert (
         "--MedaiFormgraderGuard.grading_api=http://127.0.0.1:9001/services/medai-grading/api"
         in fg["command"]

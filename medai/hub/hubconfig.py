@@ -103,7 +103,7 @@ def formgrader_guard_args(ports: Ports, grading_page: str | None = None) -> list
     configuration file in the course folder can switch it off."""
     service = f"http://127.0.0.1:{ports.grading}{grading_page_path()}"
     return [
-        "--ServerApp.jpserver_extensions={'medai.hub.formgrader_guard': True}",
+        "--ServerApp.jpserver_extensions=medai.hub.formgrader_guard=True",
         f"--MedaiFormgraderGuard.grading_api={service}api",
         f"--MedaiFormgraderGuard.grading_page={grading_page or grading_page_path()}",
     ]
