@@ -28,6 +28,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PAGE = "/services/medai-grading/"
 API = PAGE + "api"
+
+
+def page_url(hub) -> str:
+    """The grading page, on the service's own origin."""
+    return hub.service_url("medai-grading") + "/"
+
+
+def service_origin(hub) -> str:
+    return hub.service_url("medai-grading")[: -len(PAGE) + 1]
+
+
 MARKER = "MEDAI-MARKER-formgrader-ran-submitted-code"
 XSS = "<img src=x onerror=\"document.title='XSS'\">"
 
@@ -56,7 +67,7 @@ def login(browser, hub, user: str):
     """Log in and land on the grading page (no JupyterLab server is started)."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
-    page.goto(hub.url + "/hub/login?next=" + quote(PAGE))
+    page.goto(hub.url + "/hub/login?next=" + quote(page_url(hub)))
     page.fill("#username_input", user)
     page.fill("#password_input", hub.passwords[user])
     with page.expect_navigation(timeout=120_000) as nav:
@@ -129,7 +140,7 @@ def test_instructor_grades_the_lab_and_sees_progress_and_results(
     hub, page = running_hub, teacher
     drop(hub, "alice", "def double(x):\n    return 2 * x")
 
-    resp = page.goto(hub.url + PAGE)
+    resp = page.goto(page_url(hub))
     assert resp.status == 200
     csp = resp.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
@@ -190,34 +201,36 @@ def test_trainee_gets_403_on_the_page_and_the_api(browser, running_hub, artifact
     hub = running_hub
     ctx, page, landed = login(browser, hub, "alice")
     assert landed.status == 403  # the hub refuses her the service at its OAuth step
-    resp = page.goto(hub.url + PAGE)
+    resp = page.goto(page_url(hub))
     assert resp.status == 403
     page.screenshot(path=artifacts_dir / "trainee-403.png")
     ctx.close()
 
-    import httpx
-
     token = trainee_token(hub, "alice")
-    with httpx.Client(base_url=hub.url, headers={"Authorization": f"token {token}"}) as c:
+    from medai.hub.client import loopback_client, origins_of
+
+    origins = origins_of(hub.url)
+    auth = {"Authorization": f"token {token}"}
+    with loopback_client(origins, base_url=service_origin(hub), headers=auth) as c:
         for method, path in (("GET", "/labs"), ("POST", "/labs/hello/grade"), ("GET", "/runs/x")):
             r = c.request(method, API + path, json={} if method == "POST" else None)
             assert r.status_code == 403, (method, path, r.status_code, r.text)
             assert "only the course's instructors and TAs" in r.json()["error"]
-    with httpx.Client(base_url=hub.url) as anonymous:
+    with loopback_client(origins, base_url=service_origin(hub)) as anonymous:
         r = anonymous.post(API + "/labs/hello/grade", json={})
         assert r.status_code == 403  # no redirect to a login page for an API
 
 
 def test_a_post_without_the_xsrf_token_is_refused(running_hub, teacher):
     hub, page = running_hub, teacher
-    page.goto(hub.url + PAGE)
+    page.goto(page_url(hub))
     page.locator("#labs tr[data-lab='hello']").wait_for()
     # from the page itself, with the instructor's cookies, but without the token
     reply = page.evaluate(
         """async (url) => { const r = await fetch(url, {method: 'POST', credentials: 'same-origin',
             headers: {'Content-Type': 'application/json'}, body: '{}'});
             return {status: r.status, body: await r.json()}; }""",
-        hub.url + API + "/labs/hello/grade",
+        service_origin(hub) + API + "/labs/hello/grade",
     )
     assert reply["status"] == 403 and "XSRF token" in reply["body"]["error"], reply
     # a forged token is no better
@@ -225,7 +238,7 @@ def test_a_post_without_the_xsrf_token_is_refused(running_hub, teacher):
         """async (url) => (await fetch(url, {method: 'POST', credentials: 'same-origin',
             headers: {'Content-Type': 'application/json', 'X-XSRFToken': 'forged'},
             body: '{}'})).status""",
-        hub.url + API + "/labs/hello/grade",
+        service_origin(hub) + API + "/labs/hello/grade",
     )
     assert status == 403
     # with the page's token the same request is served (the run may already be going)
@@ -236,7 +249,7 @@ def test_a_post_without_the_xsrf_token_is_refused(running_hub, teacher):
                 headers: {'Content-Type': 'application/json', 'X-XSRFToken': token},
                 body: '{}'});
             return {status: r.status, body: await r.json()}; }""",
-        [hub.url + API + "/labs/hello/grade", token],
+        [service_origin(hub) + API + "/labs/hello/grade", token],
     )
     assert reply["status"] in (200, 202), reply
     run = reply["body"]["run"]
@@ -244,7 +257,10 @@ def test_a_post_without_the_xsrf_token_is_refused(running_hub, teacher):
     while run["active"]:  # let it finish: the next test wants the lab to itself
         assert time.monotonic() < deadline
         time.sleep(1)
-        run = page.request.get(f"{hub.url}{API}/runs/{run['id']}").json()["run"]
+        run = page.evaluate(
+            "async (url) => (await (await fetch(url)).json()).run",
+            f"{service_origin(hub)}{API}/runs/{run['id']}",
+        )
     assert run["state"] == "done", run
 
 
@@ -256,7 +272,7 @@ def test_formgrader_autograde_does_not_run_submitted_code(running_hub, teacher, 
     drop(hub, "bob", HOSTILE_ANSWER)
 
     # the instructor collects and autogrades from the formgrader, as any nbgrader user would
-    fg = f"{hub.url}/services/{course}/formgrader"
+    fg = f"{hub.service_url(course)}/formgrader"
     page.goto(fg)
     page.click("#main-table td.collect a")
     page.wait_for_selector(".modal-dialog", timeout=60_000)
@@ -285,7 +301,7 @@ def test_formgrader_autograde_does_not_run_submitted_code(running_hub, teacher, 
             headers: {'Content-Type': 'application/json', 'X-XSRFToken': xsrf},
             body: JSON.stringify({path: 'submitted/bob/hello/hello.ipynb'})})).text()""",
         [
-            f"{hub.url}/services/{course}/assignments/validate",
+            f"{hub.service_url(course)}/assignments/validate",
             next(
                 c["value"]
                 for c in page.context.cookies()
@@ -297,7 +313,7 @@ def test_formgrader_autograde_does_not_run_submitted_code(running_hub, teacher, 
     assert markers(hub) == []
 
     # the hostile message is shown as text on the grading page, never run as HTML
-    page.goto(hub.url + PAGE)
+    page.goto(page_url(hub))
     page.locator("#labs tr[data-lab='hello'] button.show-results").click()
     bob = page.locator("#results tr[data-student='bob']")
     bob.wait_for()
@@ -315,7 +331,7 @@ def test_a_failed_run_is_reported_in_the_page(running_hub, teacher, tmp_path):
     planted = results / "zz-planted.json"
     planted.symlink_to(tmp_path / "outside.json")
     try:
-        page.goto(hub.url + PAGE)
+        page.goto(page_url(hub))
         row = page.locator("#labs tr[data-lab='hello']")
         row.wait_for()
         row.locator("button.grade-lab").click()

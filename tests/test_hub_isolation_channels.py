@@ -294,8 +294,8 @@ def test_trainee_configuration_cannot_change_what_the_server_serves(alice, runni
     )
     assert alice.execute(setup).stdout.strip() == "planted"
     alice.restart_server()
-    static = alice.client.get("/user/alice/static/evil.html")
+    static = alice.client.get(f"{alice.server_url}/static/evil.html")
     assert static.status_code == 404
-    lab = alice.client.get("/user/alice/lab")
+    lab = alice.client.get(f"{alice.server_url}/lab")
     assert lab.status_code == 200 and "evil-ext" not in lab.text
     assert "x-evil" not in {k.lower() for k in lab.headers}

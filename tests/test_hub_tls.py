@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from medai.config import parse_config
+from medai.hub.client import loopback_client, origins_of
 from medai.hub.launcher import LaunchError, check_tls_files, free_port, start_hub
 
 MEDAI = [sys.executable, "-m", "medai.cli"]
@@ -148,10 +149,14 @@ def set_cookies(responses) -> list[str]:
 
 @pytest.mark.slow
 def test_login_over_https_and_every_cookie_is_secure(tls_hub):
-    assert tls_hub.url.startswith("https://127.0.0.1:")
+    assert tls_hub.url.startswith("https://localhost:")
+    origins = origins_of(tls_hub.url)
+    plain = origins_of(tls_hub.url.replace("https:", "http:"))
     with pytest.raises(httpx.TransportError):  # no plain HTTP on that port
-        httpx.get(tls_hub.url.replace("https:", "http:") + "/hub/login", timeout=10)
-    with httpx.Client(base_url=tls_hub.url, verify=False, timeout=60) as c:
+        loopback_client(plain, timeout=10).get(
+            tls_hub.url.replace("https:", "http:") + "/hub/login"
+        )
+    with loopback_client(origins, base_url=tls_hub.url, verify=False, timeout=60) as c:
         seen = [c.get("/hub/login")]
         r = c.post(
             "/hub/login",
@@ -172,10 +177,10 @@ def test_login_over_https_and_every_cookie_is_secure(tls_hub):
             if server and server.get("ready"):
                 break
             time.sleep(0.5)
-        lab = c.get("/user/alice/lab", follow_redirects=True)
-        assert lab.status_code == 200 and str(lab.url).startswith(tls_hub.url)
+        lab = c.get(tls_hub.server_url("alice") + "/lab", follow_redirects=True)
+        assert lab.status_code == 200 and str(lab.url).startswith(tls_hub.server_url("alice"))
         seen += [*lab.history, lab]
-    with httpx.Client(base_url=tls_hub.url, verify=False, timeout=60) as c:
+    with loopback_client(origins, base_url=tls_hub.url, verify=False, timeout=60) as c:
         c.get("/hub/login")
         c.post(
             "/hub/login",
@@ -185,7 +190,7 @@ def test_login_over_https_and_every_cookie_is_secure(tls_hub):
                 "_xsrf": c.cookies.get("_xsrf"),
             },
         )
-        fg = c.get("/services/tls/formgrader", follow_redirects=True)
+        fg = c.get(tls_hub.service_url("tls") + "/formgrader", follow_redirects=True)
         assert fg.status_code == 200 and "/services/tls/" in str(fg.url)
         seen += [*fg.history, fg]
     cookies = set_cookies(seen)
@@ -214,7 +219,7 @@ def test_a_browser_logs_in_over_https(tls_hub, browser, artifacts_dir):
         page.click("#login_submit")
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         page.screenshot(path=artifacts_dir / "jupyterlab-over-https.png")
-        assert page.url.startswith(f"{tls_hub.url}/user/bob/lab")
+        assert page.url.startswith(tls_hub.server_url("bob") + "/lab")
         assert all(c["secure"] for c in ctx.cookies())
     finally:
         ctx.close()

@@ -148,3 +148,28 @@ def test_launcher_forwards_only_the_server_port_and_cleans_up(tmp_path):
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.slow
+def test_a_sandbox_that_dies_while_being_set_up_is_retried_then_reported(tmp_path):
+    """bubblewrap ending before the server may run (here: a bind whose source is missing) is
+    tried again, then reported with the launcher's own exit code; nothing is left behind."""
+    ident = bwrap.write_identity(tmp_path / "etc", "alice", "/tmp")
+    profile = bwrap.Profile(
+        name="test",
+        hostname="t",
+        identity=ident,
+        software=bwrap.Software.detect(),
+        binds=(bwrap.Bind(str(tmp_path / "missing"), "/missing"),),
+        network="forward",
+    )
+    name = f"medai-test-dies-{os.getpid()}"
+    cmd = launch.command(
+        name, Limits.server(memory_mb=256, cpus=None), bwrap.argv(profile), ["true"], forward=1
+    )
+    cmd[cmd.index("--forward") + 1] = str(_free_port())
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 70, res.stderr
+    assert f"attempt {launch.START_ATTEMPTS}:" in res.stderr
+    assert "the sandbox did not start" in res.stderr
+    assert list(Path("/sys/fs/cgroup").rglob(name)) == []

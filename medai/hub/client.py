@@ -9,6 +9,8 @@ hub end to end.
 from __future__ import annotations
 
 import asyncio
+import copy
+import http.cookiejar
 import json
 import time
 import uuid
@@ -51,6 +53,23 @@ class LoopbackTransport(httpx.BaseTransport):
         self._inner.close()
 
 
+def _mirror_parent_domain_cookies(jar: http.cookiejar.CookieJar, host: str) -> None:
+    """Python's cookie jar calls the host ``localhost`` "localhost.local", so a cookie the hub
+    sets for ``Domain=localhost`` (its session id, shared with the subdomains) would never be
+    sent back to ``localhost`` itself; browsers do send it. Keep a host-only twin for it."""
+    if "." in host:
+        return
+    for c in list(jar):
+        if c.domain == "." + host:
+            twin = copy.copy(c)
+            twin.domain, twin.domain_specified, twin.domain_initial_dot = (
+                f"{host}.local",
+                False,
+                False,
+            )
+            jar.set_cookie(twin)
+
+
 def loopback_client(origins: Origins, connect: str = "127.0.0.1", **kwargs) -> httpx.Client:
     """An httpx client that reaches the hub's hosts on ``connect`` (see LoopbackTransport)."""
     return httpx.Client(transport=LoopbackTransport(origins, connect), **kwargs)
@@ -83,6 +102,10 @@ class HubUser:
             transport=LoopbackTransport(self.origins),
             follow_redirects=True,
             timeout=60,
+        )
+        host = self.origins.host
+        self.client.event_hooks["response"].append(
+            lambda response: _mirror_parent_domain_cookies(self.client.cookies.jar, host)
         )
         self.client.get("/hub/login")
         xsrf = self._cookie("_xsrf", "/hub/")

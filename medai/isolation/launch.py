@@ -101,61 +101,109 @@ def run(
             f"cannot enforce the sandbox's limits (only {sorted(cg.enforced)}): run as root "
             "or in a delegated cgroup"
         )
-    proc = None
-    pasta_pid_file = None
-    try:
-        extra_fds: tuple[int, ...] = ()
-        argv = list(bwrap_argv)
-        info_r = blk_w = None
-        if forward:
-            pasta = find_pasta()
-            info_r, info_w = os.pipe()
-            blk_r, blk_w = os.pipe()
-            # insert the fds after the executable: bwrap reads options before "--"
-            argv[1:1] = ["--info-fd", str(info_w), "--block-fd", str(blk_r)]
-            extra_fds = (info_w, blk_r)
-        prlimits = [
-            "prlimit",
-            f"--nofile={limits.open_files}",
-            f"--fsize={limits.file_size_mb << 20}",
-        ]
-        if not cg.enforced >= {"processes"} and os.geteuid() != 0:
-            prlimits.append(f"--nproc={limits.processes}")
-        full = join_argv(cg) + prlimits + ["--"] + argv + server_argv
-        proc = subprocess.Popen(full, pass_fds=extra_fds)
-        for fd in extra_fds:
-            os.close(fd)
+    state = {"proc": None, "pasta": None}
 
-        def _pass_on(signum, frame):
+    def _pass_on(signum, frame):
+        proc = state["proc"]
+        if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(s, _pass_on)
-
-        if forward:
-            info = _read_info(info_r)
-            pid = int(info["child-pid"])
-            fd, pasta_pid_file = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
-            os.close(fd)
-            r = subprocess.run(
-                pasta_argv(pasta, pid, forward, outbound, pasta_pid_file),
-                capture_output=True,
-                text=True,
-            )
-            if r.returncode != 0:
-                proc.kill()
-                raise LaunchFailed(f"pasta could not connect the sandbox: {r.stderr.strip()}")
-            os.write(blk_w, b"1")
-            os.close(blk_w)
-        return proc.wait()
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, _pass_on)
+    try:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                _start(cg, limits, bwrap_argv, server_argv, forward, outbound, state)
+                break
+            except _DiedBeforeStart as exc:
+                # bubblewrap gave up while setting up the namespaces (the kernel now and then
+                # refuses the loopback address of a fresh network namespace): nothing of the
+                # server ran yet, so starting again is safe.
+                print(f"medai.isolation.launch: attempt {attempt}: {exc}", file=sys.stderr)
+                if attempt == START_ATTEMPTS:
+                    raise LaunchFailed(f"the sandbox did not start: {exc}") from None
+                if state["pasta"]:
+                    _stop_pid_file(state["pasta"])
+                    state["pasta"] = None
+                time.sleep(0.2 * attempt)
+        return state["proc"].wait()
     finally:
+        proc = state["proc"]
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
         cg.kill_and_remove()
-        if pasta_pid_file:
-            _stop_pid_file(pasta_pid_file)
+        if state["pasta"]:
+            _stop_pid_file(state["pasta"])
+
+
+START_ATTEMPTS = 3
+
+
+class _DiedBeforeStart(RuntimeError):
+    pass
+
+
+def _start(
+    cg: Cgroup,
+    limits: Limits,
+    bwrap_argv: list[str],
+    server_argv: list[str],
+    forward: int | None,
+    outbound: list[int],
+    state: dict,
+) -> None:
+    """Start bubblewrap in ``cg``; with ``forward``, connect its namespace with pasta and only
+    then let the server run. Raises :class:`_DiedBeforeStart` if the sandbox ended first."""
+    extra_fds: tuple[int, ...] = ()
+    argv = list(bwrap_argv)
+    info_r = blk_w = None
+    if forward:
+        pasta = find_pasta()
+        info_r, info_w = os.pipe()
+        blk_r, blk_w = os.pipe()
+        # insert the fds after the executable: bwrap reads options before "--"
+        argv[1:1] = ["--info-fd", str(info_w), "--block-fd", str(blk_r)]
+        extra_fds = (info_w, blk_r)
+    prlimits = [
+        "prlimit",
+        f"--nofile={limits.open_files}",
+        f"--fsize={limits.file_size_mb << 20}",
+    ]
+    if not cg.enforced >= {"processes"} and os.geteuid() != 0:
+        prlimits.append(f"--nproc={limits.processes}")
+    full = join_argv(cg) + prlimits + ["--"] + argv + server_argv
+    proc = subprocess.Popen(full, pass_fds=extra_fds)
+    state["proc"] = proc
+    for fd in extra_fds:
+        os.close(fd)
+    if not forward:
+        return
+    try:
+        info = _read_info(info_r)
+    except LaunchFailed as exc:
+        proc.wait()
+        raise _DiedBeforeStart(str(exc)) from None
+    pid = int(info["child-pid"])
+    fd, state["pasta"] = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
+    os.close(fd)
+    r = subprocess.run(
+        pasta_argv(pasta, pid, forward, outbound, state["pasta"]), capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        if proc.poll() is not None:
+            raise _DiedBeforeStart(f"pasta: {r.stderr.strip()}")
+        proc.kill()
+        proc.wait()
+        raise LaunchFailed(f"pasta could not connect the sandbox: {r.stderr.strip()}")
+    try:
+        os.write(blk_w, b"1")
+    except BrokenPipeError:
+        proc.wait()
+        raise _DiedBeforeStart(f"bubblewrap exited with {proc.returncode}") from None
+    finally:
+        os.close(blk_w)
 
 
 def _stop_pid_file(path: str) -> None:
