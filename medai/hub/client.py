@@ -71,8 +71,10 @@ def _mirror_parent_domain_cookies(jar: http.cookiejar.CookieJar, host: str) -> N
 
 
 def loopback_client(origins: Origins, connect: str = "127.0.0.1", **kwargs) -> httpx.Client:
-    """An httpx client that reaches the hub's hosts on ``connect`` (see LoopbackTransport)."""
-    return httpx.Client(transport=LoopbackTransport(origins, connect), **kwargs)
+    """An httpx client that reaches the hub's hosts on ``connect`` (see LoopbackTransport);
+    ``verify`` applies to the connections it makes."""
+    transport_kw = {"verify": kwargs.pop("verify")} if "verify" in kwargs else {}
+    return httpx.Client(transport=LoopbackTransport(origins, connect, **transport_kw), **kwargs)
 
 
 def origins_of(hub_url: str) -> Origins:
