@@ -287,7 +287,7 @@ def unkeyed_warnings(datasets: list[str], data_root: Path | None) -> list[str]:
 
 def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth:
     """The hidden test labels of a model task, aligned to its public test inputs (trusted side)."""
-    from medai.autograder.modeldata import align, load_source
+    from medai.autograder.modeldata import align, load_groups, load_source
 
     if data_root is None:
         raise GradingError(
@@ -300,13 +300,14 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
         inputs = load_source(task.test.inputs, public)
         labels = load_source(task.test.labels, public, hidden)
         aligned = align(inputs, labels, f"task '{tid}' test split")
+        groups = load_groups(task.test, inputs, public)
     except (OSError, KeyError, ValueError) as exc:
         raise GradingError(
             f"task '{tid}': cannot load the test split of dataset '{task.dataset}' under "
             f"{data_root}: {exc}. Check tasks.yaml (test.inputs / test.labels) and that "
             f"`medai data generate {task.dataset}` wrote both public/ and hidden/"
         ) from None
-    return ModelTruth(aligned, len(inputs.value))
+    return ModelTruth(aligned, len(inputs.value), groups)
 
 
 # --------------------------------------------------------------------------- one run

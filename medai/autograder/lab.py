@@ -296,8 +296,14 @@ def _predict_test(task: ModelTask, fn: Any) -> Any:
 
 
 def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
-    from medai.autograder.metrics import MetricError, compute
-    from medai.autograder.modeldata import OutputError, align, load_source, validate_output
+    from medai.autograder.metrics import MetricError, by_group, compute
+    from medai.autograder.modeldata import (
+        OutputError,
+        align,
+        load_groups,
+        load_source,
+        validate_output,
+    )
     from medai.autograder.scoring import metric_fraction
 
     try:
@@ -308,6 +314,7 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
         return _say(False, task_id, f"could not run the predict function: {_describe(exc)}")
     try:
         labels = align(inputs, load_source(task.dev.labels, data_dir(task.dataset)), "dev split")
+        groups = load_groups(task.dev, inputs, data_dir(task.dataset))
     except Exception as exc:  # a lab or data problem, not the trainee's
         return _say(False, task_id, f"could not load the dev labels: {_describe(exc)}")
     if task.output.type == "mask":  # now that the labels are known, check the mask size
@@ -318,15 +325,17 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
     parts, fracs = [], []
     for m in task.metrics:
         try:
-            value = compute(m.name, labels, pred, match_label=m.match_label)
+            value = compute(m.name, labels, pred, match_label=m.match_label, groups=groups)
         except MetricError as exc:
             return _say(False, task_id, str(exc))
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
         fracs.append(frac)
         cmp = ">=" if m.full_marks_at > m.zero_marks_at else "<="
+        detail = by_group(m.name, labels, pred, groups)
         parts.append(
             f"{m.name} {value:.3f} (full marks at {cmp} {m.full_marks_at:g}, none at "
             f"{'<=' if cmp == '>=' else '>='} {m.zero_marks_at:g})"
+            + (f" [{detail}]" if detail else "")
         )
     n = len(pred)
     msg = (

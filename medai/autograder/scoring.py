@@ -137,14 +137,15 @@ class ModelTruth:
 
     labels: Any  # hidden labels, aligned to the order of the public test inputs
     n: int  # number of test inputs
+    groups: Any = None  # each test input's group (public), for metrics by group
 
 
 def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
     """Validate recorded predictions, compute each metric on the hidden labels, average."""
-    from medai.autograder.metrics import MetricError, compute
+    from medai.autograder.metrics import MetricError, by_group, compute
     from medai.autograder.modeldata import OutputError, validate_output
 
-    if task.output.type != "spans" and isinstance(got, list):
+    if task.output.type not in ("spans", "answers") and isinstance(got, list):
         return TaskScore(0.0, "malformed predictions: expected an array, got a list")
     shape = np.asarray(truth.labels).shape[1:] if task.output.type == "mask" else None
     try:
@@ -154,15 +155,18 @@ def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
     parts, total = [], 0.0
     for m in task.metrics:
         try:
-            value = compute(m.name, truth.labels, pred, match_label=m.match_label)
+            value = compute(
+                m.name, truth.labels, pred, match_label=m.match_label, groups=truth.groups
+            )
         except MetricError as exc:
             parts.append(f"{m.name}: not computable ({exc}): 0")
             continue
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
         total += frac
+        detail = by_group(m.name, truth.labels, pred, truth.groups)
         parts.append(
             f"{m.name} {value:.3f} (full marks at {m.full_marks_at:g}, none at "
-            f"{m.zero_marks_at:g}): {frac:.0%}"
+            f"{m.zero_marks_at:g}): {frac:.0%}" + (f" [{detail}]" if detail else "")
         )
     frac = total / len(task.metrics)
     return TaskScore(frac, "; ".join(parts) + f" on the hidden test split ({truth.n} cases)")
