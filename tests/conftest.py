@@ -11,6 +11,8 @@ Index of fixtures (keep this list in step with the code):
                      every generator, keyed by the hub's data key) and demo passwords;
                      the hub at ``http://localhost:PORT``, servers and services on subdomains
                      (``running_hub.server_url("alice")``, ``.service_url("hubtest")``)
+- ``alice``          (module) trainee alice of ``running_hub``, logged in over HTTP with her
+                     server started (``medai.hub.client.HubUser``: run code in her kernel)
 - ``browser``        (session) headless Debian Chromium driven by Playwright
 - ``data_key``       (session) the data secret tests generate hidden splits with, as a
                      deployment does: ``$MEDAI_TEST_DATA_KEY`` (64 hex digits) or a fixed key
@@ -81,6 +83,16 @@ def running_hub(tmp_path_factory):
         logs = REPO_ROOT / "artifacts" / "hub-logs"
         shutil.rmtree(logs, ignore_errors=True)
         shutil.copytree(hub.layout.hub / "logs", logs)
+
+
+@pytest.fixture(scope="module")
+def alice(running_hub):
+    from medai.hub.client import HubUser
+
+    user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
+    user.start_server()
+    yield user
+    user.close()
 
 
 CHROMIUM_ARGS = [

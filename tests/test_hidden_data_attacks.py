@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.hub.client import HubUser
 from medai.synthetic.core import get_spec
 from medai.synthetic.notes import score_spans
 
@@ -53,14 +52,6 @@ def _plan(datasets) -> list[tuple[str, int, int]]:
             if (ds.name, size, seed) not in plan:
                 plan.append((ds.name, size, seed))
     return plan
-
-
-@pytest.fixture(scope="module")
-def alice(running_hub):
-    user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
-    user.start_server()
-    yield user
-    user.close()
 
 
 @pytest.fixture(scope="module")

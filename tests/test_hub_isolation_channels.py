@@ -26,14 +26,6 @@ ABSTRACT = "medai-bob-abstract-" + uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
-def alice(running_hub):
-    user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
-    user.start_server()
-    yield user
-    user.close()
-
-
-@pytest.fixture(scope="module")
 def bob_kernel(running_hub):
     """bob's kernel, left running: prints MARKER every 0.2 s and serves an abstract socket."""
     bob = HubUser(running_hub.url, "bob", running_hub.passwords["bob"])

@@ -82,8 +82,12 @@ def recorded_answers(
     train: list[dict],
     facts: dict[str, dict],
     passage_ids: list[str],
+    audit_rng: np.random.Generator | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Recorded answers (public records, dev scores included) and the audit part's scores.
+
+    ``audit_rng`` draws the audit part (whose scores are hidden): the data key's stream, so
+    the public generator cannot redraw it; by default ``rng`` goes on drawing it.
 
     ``train``: the training questions of both languages (``lang``, ``answerable``, ``answer``,
     ``passage_id``, ``fact``); ``facts``: fact id -> ``{"en": sentence, "zh": sentence, "unit":
@@ -103,6 +107,8 @@ def recorded_answers(
     public, hidden = [], []
     k = 0
     for part in ("dev", "audit"):
+        if part == "audit" and audit_rng is not None:
+            rng = audit_rng
         plan = [kind for kind, (count, _, _) in KINDS.items() for _ in range(count)]
         for j in rng.permutation(len(plan)):
             kind = plan[j]

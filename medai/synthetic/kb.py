@@ -888,6 +888,8 @@ def _questions_zh(
     n_test = int(round(n_zh * TEST_FRACTION))
     out: dict[bool, list[dict]] = {}
     for is_test, m in ((False, n_zh - n_test), (True, n_test)):
+        if is_test:  # which test-pool questions are asked, in what order: the hidden streams
+            draw = ctx.hidden_rng("questions-zh", public=draw)
         n_ans = int(round(m * ANSWERABLE_SHARE))
         if n_ans > len(pools[is_test]) or m - n_ans > len(unpools[is_test]):
             raise ValueError(f"n={ctx.n} needs more distinct Chinese questions than there are")
@@ -971,8 +973,13 @@ def _write(ctx: GenContext) -> None:
     test = [{"id": f"q-test-{j:05d}", **r} for j, r in enumerate(out[True])]
     train += [{"id": f"q-train-zh-{j:05d}", **r} for j, r in enumerate(zh[False])]
     test += [{"id": f"q-test-zh-{j:05d}", **r} for j, r in enumerate(zh[True])]
+    answers_rng = ctx.rng("recorded-answers")
     recorded, recorded_scores = _kb_rubric.recorded_answers(
-        ctx.rng("recorded-answers"), train, facts_both, [p["id"] for p in passages + passages_zh]
+        answers_rng,
+        train,
+        facts_both,
+        [p["id"] for p in passages + passages_zh],
+        audit_rng=ctx.hidden_rng("recorded-answers-audit", public=answers_rng),
     )
     ctx.progress(ctx.n)
     write_jsonl(ctx.public_dir / "passages.jsonl", passages + passages_zh)
