@@ -225,9 +225,9 @@ class BubblewrapBackend:
         if not shutil.which("prlimit"):
             raise GradingError("`prlimit` (util-linux) is missing; install util-linux")
 
-    def _argv(self, job: SandboxJob, env: dict[str, str]) -> list[str]:
+    def _argv(self, job: SandboxJob, env: dict[str, str] | None = None) -> list[str]:
         profile = profiles.grading_job(
-            job.job_dir, job.data_dir, bwrap.Software.detect(), job.limits, env
+            job.job_dir, job.data_dir, bwrap.Software.detect(), job.limits, env or {}
         )
         return bwrap.argv(profile, self.bwrap)
 
