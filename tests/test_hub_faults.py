@@ -182,7 +182,8 @@ def test_medai_up_stops_cleanly_on_ctrl_c_and_keeps_state(tmp_path):
     [password] = re.findall(r"trainee +alice +(\S+)", out)  # random, printed by --demo
     assert "medai-demo" not in password
     url = f"http://localhost:{port}"  # the hub; alice's server is on alice.localhost
-    assert f"grading page (instructors, TAs): {url}/services/medai-grading/" in out
+    grading = f"http://medai-grading--service.localhost:{port}/services/medai-grading/"
+    assert f"grading page (instructors, TAs): {grading}" in out
     alice = HubUser(url, "alice", password)
     alice.start_server()
     assert alice.execute("open('/home/alice/notes.txt', 'w').write('kept')").error is None

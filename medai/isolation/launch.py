@@ -242,6 +242,18 @@ def command(
     return [*cmd, "--", *bwrap_argv, *server_argv]
 
 
+def _die_with_parent() -> None:
+    """Get SIGTERM when the process that started us (the hub) dies, however it dies: bubblewrap's
+    own --die-with-parent watches this launcher, so the whole sandbox then goes too."""
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m medai.isolation.launch")
@@ -267,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error("the bubblewrap arguments must end with --")
     bwrap_argv, server_argv = rest[: inner + 1], rest[inner + 1 :]
+    _die_with_parent()
     # the spawner appends its own server arguments (--port ...) at the very end
     try:
         return run(
