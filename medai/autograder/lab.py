@@ -40,7 +40,15 @@ from medai.autograder.tasks import (
     load_tasks,
 )
 
-__all__ = ["CheckFailed", "check", "data_dir", "read_table"]
+__all__ = [
+    "CheckFailed",
+    "Clinician",
+    "OracleRefused",
+    "check",
+    "clinician",
+    "data_dir",
+    "read_table",
+]
 
 
 @dataclass
@@ -120,6 +128,110 @@ def read_table(dataset: str, table: str) -> Any:
         if (folder / f"{table}{ext}").exists():
             return reader(folder / f"{table}{ext}")
     raise FileNotFoundError(f"no table '{table}' (.csv or .parquet) in {folder}")
+
+
+# --------------------------------------------------------------------------- the clinician
+
+
+class OracleRefused(RuntimeError):
+    """The clinician did not answer (budget spent, an id not in the pool, ...); says why."""
+
+
+class Clinician:
+    """A simulated expert who labels the cases you choose from a pool (``clinician(task)``).
+
+    ``pool`` holds the pool's inputs (no labels) and ``ids`` their ids; ``ask(ids)`` returns the
+    labels of those cases, in order, and counts each new id against ``budget`` (asking again about
+    an id is free); ``answers`` keeps every answer received, by id. While you work the pool is the task's public *practice* pool; when your
+    notebook is graded it is the graded pool, and the answers come from the grader, outside your
+    notebook: only the labels you ask for ever reach it.
+    """
+
+    def __init__(self, task_id: str, budget: int, pool: Any, ids: list[str], answer: Any) -> None:
+        self.task_id = task_id
+        self.budget = budget
+        self.pool = pool
+        self.ids = ids
+        self._answer = answer
+        self.remaining = budget
+        self.answers: dict[str, Any] = {}
+
+    def ask(self, ids: Any) -> np.ndarray:
+        """Labels of the cases ``ids`` (a list or array of ids from ``self.ids``)."""
+        wanted = [i.item() if hasattr(i, "item") else i for i in list(ids)]
+        reply = self._answer(wanted)
+        if "error" in reply:
+            raise OracleRefused(f"the clinician did not answer: {reply['error']}")
+        self.remaining = int(reply["remaining"])
+        self.answers.update(zip((str(i) for i in wanted), reply["labels"], strict=True))
+        return np.asarray(reply["labels"])
+
+    __call__ = ask
+
+    def __repr__(self) -> str:
+        return (
+            f"Clinician({self.task_id!r}: pool of {len(self.ids)} cases, "
+            f"{self.remaining} of {self.budget} labels left)"
+        )
+
+
+_answers: Any = None  # grading mode: the answer pipe from the grader, opened once
+
+
+def _ask_grader(task_id: str, ids: list) -> dict:
+    global _answers
+    g = _grading
+    assert g is not None
+    fd = os.environ.get("MEDAI_ORACLE_FD")
+    if fd is None:
+        return {"error": "this grader serves no clinician (no MEDAI_ORACLE_FD)"}
+    if _answers is None:
+        _answers = open(int(fd), encoding="utf-8", closefd=False)  # noqa: SIM115
+    g.emit({"type": "oracle", "task": task_id, "ids": [_plain_id(i) for i in ids]})
+    line = _answers.readline()
+    return json.loads(line) if line else {"error": "the grader closed the clinician's line"}
+
+
+def _plain_id(i: Any) -> Any:
+    return i if isinstance(i, str | int | float) and not isinstance(i, bool) else str(i)
+
+
+def _practice_answers(task: ModelTask, budget: int) -> Any:
+    """Public mode: answers from the practice pool's public labels, with the same rules."""
+    from medai.autograder.modeldata import load_source
+    from medai.autograder.oracle import OracleServer, PoolLabels
+
+    assert task.oracle is not None
+    labels = load_source(task.oracle.practice.labels, data_dir(task.dataset))
+    if labels.ids is None:
+        raise ValueError("oracle.practice.labels need ids (id_column) to answer by id")
+    server = OracleServer(
+        {"p": PoolLabels(dict(zip(labels.ids, labels.value, strict=True)), budget)}
+    )
+    return lambda ids: server.answer({"task": "p", "ids": ids})
+
+
+def clinician(task_id: str) -> Clinician:
+    """The simulated clinician of ``task_id`` (a ``model`` task with an ``oracle:``).
+
+    A fresh one while you work (its budget starts full: practise as often as you like); in the
+    grader, every clinician of a task shares one budget for the whole run.
+    """
+    from medai.autograder.modeldata import load_source
+
+    spec = _spec()
+    task = spec.tasks.get(task_id)
+    if not isinstance(task, ModelTask) or task.oracle is None:
+        raise KeyError(f"task '{task_id}' has no clinician (an `oracle:` in tasks.yaml)")
+    split = task.oracle.graded if _grading is not None else task.oracle.practice
+    pool = load_source(split.inputs, data_dir(task.dataset))
+    if pool.ids is None:
+        raise ValueError(f"task '{task_id}': the clinician's pool needs ids (id_column)")
+    if _grading is not None:
+        answer = lambda ids: _ask_grader(task_id, ids)  # noqa: E731
+    else:
+        answer = _practice_answers(task, task.oracle.budget)
+    return Clinician(task_id, task.oracle.budget, pool.value, pool.ids, answer)
 
 
 # --------------------------------------------------------------------------- the check
