@@ -315,7 +315,19 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
             f"{data_root}: {exc}. Check tasks.yaml (test.inputs / test.labels) and that "
             f"`medai data generate {task.dataset}` wrote both public/ and hidden/"
         ) from None
-    return ModelTruth(aligned, len(inputs.value))
+    if task.members is None:
+        return ModelTruth(aligned, len(inputs.value))
+    try:
+        m_inputs = load_source(task.members.inputs, public)
+        m_labels = align(
+            m_inputs, load_source(task.members.labels, public), f"task '{tid}' members"
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        raise GradingError(
+            f"task '{tid}': cannot load the members split of dataset '{task.dataset}' under "
+            f"{data_root}: {exc}. Check tasks.yaml (members.inputs / members.labels)"
+        ) from None
+    return ModelTruth(aligned, len(inputs.value), m_labels, len(m_inputs.value))
 
 
 # --------------------------------------------------------------------------- one run

@@ -391,7 +391,7 @@ def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
 
     if not callable(fn):
         raise TypeError(f"expected a predict function, got {type(fn).__name__}")
-    src = getattr(task, split).inputs
+    src = getattr(task, split).inputs  # dev, test or members
     inputs = load_source(src, data_dir(task.dataset))  # public only: no hidden folder given
     n = len(inputs.value)
     pred = to_plain_output(fn(inputs.value), task.output, inputs.ids)
@@ -399,16 +399,19 @@ def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
 
 
 def _predict_test(task: ModelTask, fn: Any) -> Any:
-    """Grading mode: predictions for the test inputs (public files); never any label."""
+    """Grading mode: predictions for the test inputs (public files); never any label. With
+    ``members:``, the predictions for the members too (the scorer attacks them)."""
     _, pred = _run_predict(task, fn, "test")
-    return pred
+    if task.members is None:
+        return pred
+    return {"test": pred, "members": _run_predict(task, fn, "members")[1]}
 
 
 # --------------------------------------------------------------------------- public mode
 
 
 def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
-    from medai.autograder.metrics import MetricError, compute
+    from medai.autograder.metrics import METRICS, MetricError, compute
     from medai.autograder.modeldata import OutputError, align, load_source, validate_output
     from medai.autograder.scoring import metric_fraction
 
@@ -427,10 +430,27 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
             validate_output(pred, task.output, len(pred), np.asarray(labels).shape[1:])
         except OutputError as exc:
             return _say(False, task_id, f"the predictions are malformed: {exc}")
+    members = None
+    if task.members is not None:  # the membership attack: members against the dev cases
+        try:
+            m_inputs, m_pred = _run_predict(task, fn, "members")
+            m_labels = align(
+                m_inputs, load_source(task.members.labels, data_dir(task.dataset)), "members"
+            )
+        except OutputError as exc:
+            return _say(False, task_id, f"the predictions for the members are malformed: {exc}")
+        except Exception as exc:
+            return _say(False, task_id, f"could not predict the members: {_describe(exc)}")
+        members = (m_labels, m_pred)
     parts, fracs = [], []
     for m in task.metrics:
+        y, scored = labels, pred
+        if METRICS[m.name].membership and members is not None:
+            from medai.autograder.scoring import membership_pairs
+
+            y, scored = membership_pairs(members[0], members[1], labels, pred)
         try:
-            value = compute(m.name, labels, pred, match_label=m.match_label)
+            value = compute(m.name, y, scored, match_label=m.match_label)
         except MetricError as exc:
             return _say(False, task_id, str(exc))
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
@@ -441,8 +461,9 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
             f"{'<=' if cmp == '>=' else '>='} {m.zero_marks_at:g})"
         )
     n = len(pred)
+    extra = f" and {len(members[1])} members" if members is not None else ""
     msg = (
-        "; ".join(parts) + f" on {n} labelled dev cases: this would earn "
+        "; ".join(parts) + f" on {n} labelled dev cases{extra}: this would earn "
         f"{sum(fracs) / len(fracs):.0%}. The grade uses the hidden test split."
     )
     return _say(min(fracs) >= 1.0, task_id, msg)

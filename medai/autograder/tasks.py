@@ -276,6 +276,11 @@ class ModelTask(_Strict):
     oracle: OracleSpec | None = Field(
         None, description="An expert the notebook may ask for labels (active learning)."
     )
+    members: Split | None = Field(
+        None,
+        description="Public, labelled training cases of the model: a membership-inference "
+        "metric attacks them against the test cases (dev cases while you work).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> ModelTask:
@@ -288,6 +293,14 @@ class ModelTask(_Strict):
                 "test.labels must say `hidden: true` (read from <root>/hidden/<dataset>/ by the "
                 "scorer only); a public test split would let trainees fit on it"
             )
+        membership = [m.name for m in self.metrics if METRICS[m.name].membership]
+        if membership and self.members is None:
+            raise ValueError(
+                f"metric(s) {membership} attack the model's training cases: give `members:` "
+                "(their public inputs and labels)"
+            )
+        if self.members is not None and self.members.labels.hidden:
+            raise ValueError("members.labels must be public: they are the model's training data")
         for m in self.metrics:
             ok = METRICS[m.name].accepts
             if not ok(self.output):
