@@ -59,7 +59,7 @@ def main() -> None:
         bench_scoring()
         return
 
-    from medai.autograder.testing import make_course, solved, submit
+    from medai.autograder.testing import lab_data_key, make_course, solved, submit
     from medai.synthetic.core import generate
 
     bindir = Path(sys.executable).parent
@@ -67,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
-        generate("ehr", data, n=4000, seed=0)
+        generate("ehr", data, n=4000, seed=0, secret=lab_data_key())  # keyed, as on a hub
         course = make_course(tmp / "course", REPO / "labs" / "pilot", "pilot")
         release = nbformat.read(course / "release/pilot/pilot.ipynb", as_version=4)
         source = nbformat.read(course / "source/pilot/pilot.ipynb", as_version=4)

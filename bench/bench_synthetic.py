@@ -12,11 +12,13 @@ afterwards) and reports its wall time, the rows it wrote and its own peak reside
 
     .venv/bin/python bench/bench_synthetic.py                     # everything (10^7 takes minutes)
     .venv/bin/python bench/bench_synthetic.py --sizes 1e4,1e5 --naive-n 20000
+    .venv/bin/python bench/bench_synthetic.py --sizes 1e4,1e5 --naive-n 0 --keyed  # as `medai up`
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 
-def _child(name: str, n: int | None, fmt: str | None, out: str, naive: bool) -> None:
+def _child(name: str, n: int | None, fmt: str | None, out: str, naive: bool, keyed: bool) -> None:
     """Runs inside the child process; prints one JSON line."""
     import resource
 
@@ -49,8 +51,10 @@ def _child(name: str, n: int | None, fmt: str | None, out: str, naive: bool) -> 
 
         _tables.TableWriter.write = counting_write
         n = n or get_spec(name).default_n
+        # keyed: as `medai up` does, the test items are drawn again from the key's streams
+        secret = hashlib.sha256(b"medai bench data key").digest() if keyed else None
         t0 = time.perf_counter()
-        generate(name, out, n=n, seed=1, fmt=fmt)
+        generate(name, out, n=n, seed=1, fmt=fmt, secret=secret)
     wall = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -128,7 +132,9 @@ def _poisson(rnd, lam: float) -> int:
         k += 1
 
 
-def run(name: str, n: int | None, fmt: str | None = None, naive: bool = False) -> dict:
+def run(
+    name: str, n: int | None, fmt: str | None = None, naive: bool = False, keyed: bool = False
+) -> dict:
     """Generate in a child process; return its figures."""
     out = tempfile.mkdtemp(prefix=f"bench-{name}-")
     try:
@@ -139,6 +145,8 @@ def run(name: str, n: int | None, fmt: str | None = None, naive: bool = False) -
             cmd += ["--format", fmt]
         if naive:
             cmd += ["--naive"]
+        if keyed:
+            cmd += ["--keyed"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"error: child run {name} n={n} failed:\n{proc.stderr[-2000:]}")
@@ -171,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         "--naive-n", type=float, default=1e5, help="patients for the naive comparison (0: skip)"
     )
     ap.add_argument("--skip-others", action="store_true", help="only the EHR cohort")
+    ap.add_argument(
+        "--keyed", action="store_true", help="generate with a data key, as `medai up` does"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.child not in ("ehr", "multisite", "survival", "label_scarce")
             else args.format
         )
-        _child(args.child, args.n, fmt, args.out, args.naive)
+        _child(args.child, args.n, fmt, args.out, args.naive, args.keyed)
         return
 
     from medai.synthetic.core import available
@@ -192,11 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     print("n: units of the dataset (patients, images, ...); rows: table rows written, all tables")
     print(HEADER)
     for n in sizes:
-        print(_row(f"ehr ({args.format}, chunked)", run("ehr", n, args.format)), flush=True)
+        label = f"ehr ({args.format}, chunked{', keyed' if args.keyed else ''})"
+        print(_row(label, run("ehr", n, args.format, keyed=args.keyed)), flush=True)
     if not args.skip_others:
         for name in available():
             if name != "ehr":
-                print(_row(f"{name} (default n)", run(name, None, args.format)), flush=True)
+                label = f"{name} (default n{', keyed' if args.keyed else ''})"
+                print(_row(label, run(name, None, args.format, keyed=args.keyed)), flush=True)
     if args.naive_n:
         n = int(args.naive_n)
         print(f"\nside by side at {n:,} patients (CSV)")

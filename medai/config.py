@@ -101,14 +101,23 @@ class Profile(_Strict):
 
     name: str = Field(pattern=ID_RE, description="Identifier, referenced by labs.")
     display_name: str = Field(description="Shown in the profile picker.")
-    cpu_limit: float = Field(default=2.0, gt=0, description="CPU cores (Kubernetes limit).")
+    cpu_limit: float = Field(
+        default=2.0,
+        gt=0,
+        description="CPU cores (a cgroup CPU quota on one machine, the pod limit on Kubernetes).",
+    )
     mem_limit: str = Field(
         default="4G",
         pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]i?$",
-        description="Memory limit, e.g. `4G`, `512M`.",
+        description="Memory limit of the whole server with its kernels and /tmp, e.g. `4G`, `512M`.",
     )
     gpus: int = Field(
         default=0, ge=0, description="`nvidia.com/gpu` count on Kubernetes; 0 = CPU only."
+    )
+    max_processes: int = Field(
+        default=512,
+        ge=16,
+        description="Most processes and threads the server may run at once (a fork bomb stops there).",
     )
     groups: list[Literal["instructors", "tas", "trainees"]] = Field(
         default_factory=lambda: ["instructors", "tas", "trainees"],

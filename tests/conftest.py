@@ -6,9 +6,16 @@ Index of fixtures (keep this list in step with the code):
 - ``demo_config``    the demo course configuration, validated (CourseConfig)
 - ``artifacts_dir``  ``artifacts/<test-name>/``: screenshots and logs kept after the run
 - ``running_hub``    (session) the embedded hub started by ``medai.hub.launcher.start_hub`` on
-                     a free port with ``tests/data/hub-course.yaml`` (trainees alice and bob,
-                     instructor teacher, TA helper, lab ``hello``) and demo passwords
+                     a free port with ``tests/data/hub-course.yaml`` (trainees alice, bob and
+                     mallory, instructor teacher, TA helper, lab ``hello``, a small dataset of
+                     every generator, keyed by the hub's data key) and demo passwords;
+                     the hub at ``http://localhost:PORT``, servers and services on subdomains
+                     (``running_hub.server_url("alice")``, ``.service_url("hubtest")``)
+- ``alice``          (module) trainee alice of ``running_hub``, logged in over HTTP with her
+                     server started (``medai.hub.client.HubUser``: run code in her kernel)
 - ``browser``        (session) headless Debian Chromium driven by Playwright
+- ``data_key``       (session) the data secret tests generate hidden splits with, as a
+                     deployment does: ``$MEDAI_TEST_DATA_KEY`` (64 hex digits) or a fixed key
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ class RunningHub:
     layout: object
     hub: object
 
+    def server_url(self, user: str) -> str:
+        return self.hub.server_url(user)
+
+    def service_url(self, name: str) -> str:
+        return self.hub.service_url(name)
+
 
 @pytest.fixture(scope="session")
 def running_hub(tmp_path_factory):
@@ -70,6 +83,16 @@ def running_hub(tmp_path_factory):
         logs = REPO_ROOT / "artifacts" / "hub-logs"
         shutil.rmtree(logs, ignore_errors=True)
         shutil.copytree(hub.layout.hub / "logs", logs)
+
+
+@pytest.fixture(scope="module")
+def alice(running_hub):
+    from medai.hub.client import HubUser
+
+    user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
+    user.start_server()
+    yield user
+    user.close()
 
 
 CHROMIUM_ARGS = [
@@ -92,3 +115,10 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="session")
+def data_key() -> bytes:
+    from medai.autograder.testing import lab_data_key
+
+    return lab_data_key()

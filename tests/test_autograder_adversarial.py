@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from medai.autograder.policy import Policy
 from medai.autograder.sandbox import BubblewrapBackend
 from medai.autograder.testing import make_course, solved, submit
 from medai.synthetic.core import generate
+from medai.synthetic.secret import ensure_secret
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +96,9 @@ class _Listener:
 def batch(tmp_path_factory):
     base = tmp_path_factory.mktemp("grading")
     data_root = base / "data"
-    generate("ehr", data_root, n=4000, seed=0)
+    key_file = base / "secrets" / "data.key"  # where `medai up` keeps it: <state>/secrets
+    key, _ = ensure_secret(key_file)
+    generate("ehr", data_root, n=4000, seed=0, secret=key)
     course = make_course(base / "course", REPO / "labs" / "pilot", "pilot")
     canary = base / "canary"
     canary.mkdir()
@@ -108,7 +112,7 @@ def batch(tmp_path_factory):
     submit(course, "pilot", "honest_ext", {"pilot.ipynb": honest}, timestamp=late)
     submit(course, "pilot", "all_wrong", {"pilot.ipynb": release}, timestamp=on_time)
     listener = _Listener()
-    ctx = Ctx(str(course), str(data_root), SECRET, listener.port, str(canary))
+    ctx = Ctx(str(course), str(data_root), SECRET, listener.port, str(canary), str(key_file))
     for attack in ATTACKS:
         files = attack.build(release, ctx)
         extra = {k: v for k, v in files.items() if isinstance(v, bytes)}
@@ -158,6 +162,7 @@ def batch(tmp_path_factory):
         "listener": listener,
         "canary": canary,
         "policy": policy,
+        "key": key,
     }
 
 
@@ -228,6 +233,20 @@ def test_no_secret_reached_any_output(batch):
         assert "HIDDEN_CASES" not in text
     log = _log(batch, "x_read_secrets")
     assert "FOUND []" in log
+    for text in texts:
+        assert batch["key"].hex() not in text
+
+
+def test_regenerated_labels_score_no_better_than_an_honest_model(batch):
+    log = _log(batch, "x_regenerate_labels")
+    assert "KEY FOUND False" in log
+    looked_up = re.search(r"LOOKED UP (\d+) OF (\d+)", log)
+    assert looked_up, log[-2000:]  # the attack ran to the end ...
+    found, wanted = map(int, looked_up.groups())
+    assert found == wanted > 1000  # ... and had a "label" for every test patient
+    attack = batch["results"]["x_regenerate_labels"]["tasks"]["ckd_model"]
+    honest = batch["results"]["honest"]["tasks"]["ckd_model"]
+    assert attack["score"] == 0 < honest["score"] == honest["max"], (attack, honest)
 
 
 def test_gradebook_holds_the_trusted_scores(batch):

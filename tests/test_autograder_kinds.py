@@ -389,3 +389,178 @@ def test_forged_property_values_score_zero_with_a_reason():
         s = score_property(task, forged)
         assert s.fraction == 0.0 and s.message
     assert set(PROPERTIES) == {"disjoint", "contains_all", "k_anonymous", "within"}
+
+
+# --------------------------------------------------------------------------- metrics by group
+
+
+def test_worst_group_mae_by_hand_and_groups_required():
+    y = np.array([60.0, 70.0, 80.0, 90.0])
+    p = np.array([61.0, 73.0, 80.0, 100.0])
+    g = np.array(["I-II", "I-II", "V-VI", "V-VI"])
+    assert compute("worst_group_mae", y, p, groups=g) == pytest.approx(5.0)  # (0 + 10) / 2
+    assert compute("mae", y, p) == pytest.approx(3.5)
+    with pytest.raises(MetricError, match="by group"):
+        compute("worst_group_mae", y, p)
+    with pytest.raises(MetricError, match="one group per case"):
+        compute("worst_group_mae", y, p, groups=g[:3])
+    from medai.autograder.metrics import by_group
+
+    assert by_group("worst_group_mae", y, p, g) == "MAE by group: I-II 2.00, V-VI 5.00"
+    assert by_group("mae", y, p, g) == ""
+
+
+def test_equalized_odds_matches_fairlearn_and_expected_rates_by_hand():
+    from fairlearn.metrics import equalized_odds_difference
+
+    y = RNG.integers(0, 2, 400)
+    d = (RNG.random(400) < 0.3 + 0.4 * y).astype(int)
+    g = RNG.choice(["urban", "rural"], 400)
+    want = equalized_odds_difference(y, d, sensitive_features=g)
+    assert compute("equalized_odds_difference", y, d, groups=g) == pytest.approx(want)
+    # expected outcomes: TPR_g = sum(d p) / sum(p), FPR_g = sum(d (1-p)) / sum(1-p)
+    p = RNG.uniform(0.01, 0.6, 400)
+    tpr = {k: (d[g == k] * p[g == k]).sum() / p[g == k].sum() for k in ("urban", "rural")}
+    fpr = {
+        k: (d[g == k] * (1 - p[g == k])).sum() / (1 - p[g == k]).sum() for k in ("urban", "rural")
+    }
+    gap = max(abs(tpr["urban"] - tpr["rural"]), abs(fpr["urban"] - fpr["rural"]))
+    assert compute("equalized_odds_difference", p, d, groups=g) == pytest.approx(gap)
+    ba = 0.5 * ((d * p).sum() / p.sum() + ((1 - d) * (1 - p)).sum() / (1 - p).sum())
+    assert compute("balanced_accuracy", p, d) == pytest.approx(ba)
+    # flagging everyone (or no one) is perfectly "fair" and useless: the pair of metrics says so
+    ones = np.ones(400, dtype=int)
+    assert compute("equalized_odds_difference", p, ones, groups=g) == 0.0
+    assert compute("balanced_accuracy", p, ones) == pytest.approx(0.5)
+    with pytest.raises(MetricError, match="probabilities"):
+        compute("balanced_accuracy", p * 3, d)
+
+
+def test_grouped_metric_needs_groups_in_both_splits_and_groups_are_public():
+    base = {
+        "kind": "model",
+        "dataset": "d",
+        "dev": {
+            "inputs": {"npz": "a.npz", "key": "x"},
+            "labels": {"npz": "a.npz", "key": "y"},
+            "groups": {"npz": "a.npz", "key": "tone"},
+        },
+        "test": {
+            "inputs": {"npz": "b.npz", "key": "x"},
+            "labels": {"hidden": True, "npz": "c.npz", "key": "y"},
+        },
+        "output": {"type": "score"},
+        "metrics": [{"name": "worst_group_mae", "full_marks_at": 5, "zero_marks_at": 10}],
+    }
+    with pytest.raises(GradingError, match="computed by group"):
+        parse_tasks({"lab": "t", "tasks": {"m": base}})
+    hidden = {**base["test"], "groups": {"hidden": True, "npz": "c.npz", "key": "tone"}}
+    with pytest.raises(GradingError, match="groups must be public"):
+        parse_tasks({"lab": "t", "tasks": {"m": {**base, "test": hidden}}})
+    relabel = {**base["test"], "relabel": {"a": "b"}}
+    with pytest.raises(GradingError, match="give `groups` too"):
+        parse_tasks({"lab": "t", "tasks": {"m": {**base, "test": relabel}}})
+    ok = {**base["test"], "groups": {"npz": "b.npz", "key": "tone"}}
+    assert parse_tasks({"lab": "t", "tasks": {"m": {**base, "test": ok}}}).tasks["m"]
+
+
+def test_groups_align_by_id_merge_and_reach_the_score_message(tmp_path):
+    from medai.autograder.modeldata import load_groups
+    from medai.autograder.tasks import Split
+
+    pub = tmp_path / "public"
+    pub.mkdir()
+    np.savez(pub / "x.npz", x=np.arange(4.0), id=np.array([3, 1, 2, 0]))
+    pd.DataFrame(
+        {"pid": [0, 1, 2, 3], "region": ["urban", "rural", "under_resourced", "urban"]}
+    ).to_csv(pub / "p.csv", index=False)
+    split = Split.model_validate(
+        {
+            "inputs": {"npz": "x.npz", "key": "x"},
+            "labels": {"npz": "x.npz", "key": "x"},
+            "groups": {"csv": "p.csv", "id_column": "pid", "column": "region"},
+            "relabel": {"under_resourced": "rural"},
+        }
+    )
+    inputs = load_source(split.inputs, pub)
+    assert load_groups(split, inputs, pub).tolist() == ["urban", "rural", "rural", "urban"]
+    task = parse_tasks(
+        {
+            "lab": "t",
+            "tasks": {
+                "m": {
+                    "kind": "model",
+                    "dataset": "d",
+                    "dev": split.model_dump(exclude_none=True),
+                    "test": {
+                        **split.model_dump(exclude_none=True),
+                        "labels": {"hidden": True, "npz": "y.npz", "key": "y"},
+                    },
+                    "output": {"type": "score"},
+                    "metrics": [
+                        {"name": "worst_group_mae", "full_marks_at": 1, "zero_marks_at": 3}
+                    ],
+                }
+            },
+        }
+    ).tasks["m"]
+    truth = ModelTruth(np.zeros(4), 4, np.array(["urban", "rural", "rural", "urban"]))
+    s = score_model(task, np.array([0.0, 2.0, 2.0, 0.0]), truth)
+    assert s.fraction == pytest.approx(0.5)
+    assert "MAE by group: rural 2.00, urban 0.00" in s.message
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _qa_labels():
+    return [
+        {"answerable": True, "answer": "140 mmHg", "passage_id": "htn"},
+        {"answerable": True, "answer": "6.5%", "passage_id": "dm"},
+        {"answerable": False, "answer": None, "passage_id": None},
+        {"answerable": False, "answer": None, "passage_id": None},
+    ]
+
+
+def test_answer_metrics_by_hand():
+    y = _qa_labels()
+    pred = [
+        {"answer": "140  MMHG.", "citations": ["htn"], "retrieved": ["htn", "x"]},  # right
+        {"answer": "6.5%", "citations": ["a"], "retrieved": ["a", "b", "c", "d", "e", "dm"]},
+        {"answer": None, "citations": [], "retrieved": ["x"]},  # abstains
+        {"answer": "7 mmol/L", "citations": ["q"], "retrieved": ["x"]},  # hallucinates
+    ]
+    assert compute("recall_at_5", y, pred) == 0.5  # dm is 6th
+    assert compute("correct_abstention", y, pred) == 0.5
+    assert compute("cites_retrieved", y, pred) == pytest.approx(2 / 3)  # 'q' was not retrieved
+    assert compute("answer_accuracy", y, pred) == 0.5  # the 6.5% cites the wrong passage
+    silent = [{"answer": None, "citations": [], "retrieved": []}] * 4
+    assert compute("cites_retrieved", y, silent) == 1.0  # nothing answered, nothing uncited ...
+    assert compute("answer_accuracy", y, silent) == 0.0  # ... and nothing gained
+
+
+def test_answers_output_validation():
+    out = OutputSpec(type="answers")
+    ok = validate_output(
+        [{"answer": "x", "citations": ["a"], "retrieved": ["a", "b"], "extra": 1}], out, 1
+    )
+    assert ok == [{"answer": "x", "citations": ["a"], "retrieved": ["a", "b"]}]  # extra dropped
+    for bad, needle in (
+        ([{"answer": "x"}], "lacks"),
+        ([{"answer": 3, "citations": [], "retrieved": []}], "must be text"),
+        ([{"answer": None, "citations": "a", "retrieved": []}], "list of passage ids"),
+        ([{"answer": None, "citations": [], "retrieved": []}] * 2, "expected 1"),
+        (["x"], "not a dict"),
+        ("x", "list of 1"),
+    ):
+        with pytest.raises(OutputError, match=needle):
+            validate_output(bad, out, 1)
+    from medai.autograder.modeldata import to_plain_output
+
+    plainish = to_plain_output(
+        [{"answer": np.str_("x"), "citations": (np.str_("a"),), "retrieved": np.array(["a"])}], out
+    )
+    assert validate_output(plainish, out, 1) == [
+        {"answer": "x", "citations": ["a"], "retrieved": ["a"]}
+    ]
+    assert type(plainish[0]["answer"]) is str

@@ -72,7 +72,7 @@ def test_attack_uses_one_threshold_per_outcome_class():
 
 def test_a_record_without_the_members_predictions_scores_zero():
     task = _task()
-    truth = ModelTruth(np.array([0, 1, 0, 1]), 4, np.array([0, 1, 1]), 3)
+    truth = ModelTruth(np.array([0, 1, 0, 1]), 4, members_labels=np.array([0, 1, 1]), n_members=3)
     good = {"test": np.array([0.2, 0.8, 0.3, 0.7]), "members": np.array([0.1, 0.9, 0.95])}
     s = score_model(task, good, truth)
     assert s.fraction > 0 and "3 members" in s.message and "membership_auroc" in s.message

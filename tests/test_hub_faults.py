@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -178,9 +179,11 @@ def test_medai_up_stops_cleanly_on_ctrl_c_and_keeps_state(tmp_path):
         return proc, "".join(lines)
 
     proc, out = up()
-    assert "trainee    alice        medai-demo-alice" in out
-    url = f"http://127.0.0.1:{port}"
-    alice = HubUser(url, "alice", "medai-demo-alice")
+    [password] = re.findall(r"trainee +alice +(\S+)", out)  # random, printed by --demo
+    assert "medai-demo" not in password
+    url = f"http://localhost:{port}"  # the hub; alice's server is on alice.localhost
+    assert f"grading page (instructors, TAs): {url}/services/medai-grading/" in out
+    alice = HubUser(url, "alice", password)
     alice.start_server()
     assert alice.execute("open('/home/alice/notes.txt', 'w').write('kept')").error is None
     alice.close()
@@ -191,9 +194,10 @@ def test_medai_up_stops_cleanly_on_ctrl_c_and_keeps_state(tmp_path):
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "processes left running after Ctrl-C"
 
-    proc, _ = up()
+    proc, out = up()
     try:
-        alice = HubUser(url, "alice", "medai-demo-alice")
+        assert re.findall(r"trainee +alice +(\S+)", out) == [password]  # kept, printed again
+        alice = HubUser(url, "alice", password)
         alice.start_server()
         res = alice.execute("print(open('/home/alice/notes.txt').read())")
         assert res.stdout.strip() == "kept"

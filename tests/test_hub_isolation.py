@@ -14,8 +14,6 @@ import time
 
 import pytest
 
-from medai.hub.client import HubUser
-
 pytestmark = pytest.mark.slow
 
 MARK_BOB_HOME = "MARKER-bob-home-7f3a"
@@ -50,14 +48,6 @@ def planted(running_hub):
         "markers": [MARK_BOB_HOME, MARK_BOB_SUBMISSION, MARK_HIDDEN, cookie_secret],
         "state_root": str(layout.root),
     }
-
-
-@pytest.fixture(scope="module")
-def alice(running_hub):
-    user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
-    user.start_server()
-    yield user
-    user.close()
 
 
 def run_probe(alice, planted) -> dict:

@@ -81,12 +81,12 @@ def _load(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, data_key) -> Path:
     root = tmp_path_factory.mktemp("m1data")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        generate("ehr", root / "ehr", n=2000, seed=0)
-        for seed in (1, 2, 3):
-            generate("notes", root / f"notes{seed}", n=600, seed=seed)
+        generate("ehr", root / "ehr", n=2000, seed=0, secret=data_key)
+        for seed in (1, 2, 3):  # hidden test notes drawn with the key, as on a hub
+            generate("notes", root / f"notes{seed}", n=600, seed=seed, secret=data_key)
     return root
 
 
@@ -224,7 +224,7 @@ def test_naive_notebook_fails_the_public_checks(data, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_grader_gives_the_reference_full_marks_and_naive_answers_almost_none(tmp_path):
+def test_grader_gives_the_reference_full_marks_and_naive_answers_almost_none(tmp_path, data_key):
     """End to end: nbgrader release, two submissions, graded in the bubblewrap sandbox, the
     de-identifier scored on the hidden notes by the trusted scorer."""
     from medai.autograder.batch import grade_lab
@@ -233,8 +233,8 @@ def test_grader_gives_the_reference_full_marks_and_naive_answers_almost_none(tmp
     from medai.autograder.testing import make_course, solved, submit
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        generate("notes", tmp_path / "data", n=600, seed=4)
-        generate("ehr", tmp_path / "data", n=2000, seed=0)
+        generate("notes", tmp_path / "data", n=600, seed=4, secret=data_key)
+        generate("ehr", tmp_path / "data", n=2000, seed=0, secret=data_key)
     course = make_course(tmp_path / "course", LAB, "m1-deid")
     release = nbformat.read(course / "release/m1-deid/m1-deid.ipynb", as_version=4)
     name = "m1-deid.ipynb"

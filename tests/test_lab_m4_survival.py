@@ -11,6 +11,9 @@ The module doubles as the lab's calibration script for instructors (it lives her
 lab folder, because everything in a lab folder is released to trainees)::
 
     .venv/bin/python tests/test_lab_m4_survival.py --seeds 0 1 2 3 4 [--naive]
+
+Hidden splits are drawn with a data key, as on a hub: a fixed one, or
+``MEDAI_TEST_DATA_KEY=<64 hex digits>`` (also for pytest) to check the thresholds under another.
 """
 
 from __future__ import annotations
@@ -103,11 +106,11 @@ def score(root: Path, rec: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
+def data_root(tmp_path_factory, data_key):
     from medai.synthetic import generate
 
     root = tmp_path_factory.mktemp("m4-data")
-    generate("survival", root, n=N_PATIENTS, seed=0)
+    generate("survival", root, n=N_PATIENTS, seed=0, secret=data_key)  # keyed, as on a hub
     header = (root / "public" / "survival" / "train.csv").read_text().splitlines()[0]
     assert "fold" in header, (
         "the lab's development split needs the survival generator's `fold` column"
@@ -184,6 +187,7 @@ def main() -> None:
     ap.add_argument("--data-root", help="existing data root per seed, e.g. /tmp/surv{seed}")
     ap.add_argument("--naive", action="store_true", help="score the naive answers instead")
     args = ap.parse_args()
+    from medai.autograder.testing import lab_data_key
     from medai.synthetic import generate
 
     for seed in args.seeds:
@@ -191,7 +195,7 @@ def main() -> None:
             root = Path(args.data_root.format(seed=seed))
         else:
             root = Path(tempfile.mkdtemp(prefix=f"m4-{seed}-"))
-            generate("survival", root, n=args.n, seed=seed)
+            generate("survival", root, n=args.n, seed=seed, secret=lab_data_key())
         os.environ["MEDAI_DATA"] = str(root / "public")
         figures = score(root, run_cells({"SEED": seed}, NAIVE if args.naive else None))
         shown = (f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())

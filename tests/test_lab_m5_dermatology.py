@@ -57,10 +57,10 @@ def _variant(answer: str | None) -> nbformat.NotebookNode:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, data_key) -> Path:
     root = tmp_path_factory.mktemp("m5data")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        generate("skin", root, n=3000, seed=0)
+        generate("skin", root, n=3000, seed=0, secret=data_key)  # keyed, as on a hub
     return root
 
 

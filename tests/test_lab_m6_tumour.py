@@ -46,10 +46,10 @@ def _variant(answer: str | None) -> nbformat.NotebookNode:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, data_key) -> Path:
     root = tmp_path_factory.mktemp("m6data")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        generate("tumour", root, n=2000, seed=0)
+        generate("tumour", root, n=2000, seed=0, secret=data_key)  # keyed, as on a hub
     return root
 
 

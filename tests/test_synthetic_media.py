@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medai.autograder.testing import lab_data_key
 from medai.synthetic import notes as notes_mod
 from medai.synthetic.core import generate
 
@@ -33,7 +34,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _gen(root: Path, name: str, n: int, seed: int = 7) -> tuple[Path, Path]:
-    pub = generate(name, root / f"{name}-{n}-{seed}", n=n, seed=seed)
+    """Generate as a course does: the test items and labels drawn with a deployment key."""
+    pub = generate(name, root / f"{name}-{n}-{seed}", n=n, seed=seed, secret=lab_data_key())
     return pub, pub.parent.parent / "hidden" / name
 
 
@@ -326,9 +328,15 @@ def test_rppg_pos_recovers_heart_rate(data_root: Path) -> None:
     green = np.array([_peak_bpm(c[:, 1], fs) for c in clips])
     naive = np.abs(float(tr["hr_bpm"].mean()) - y).mean()
     mae_pos, mae_green = np.abs(pos - y).mean(), np.abs(green - y).mean()
-    assert mae_pos <= 3.0, mae_pos
-    assert mae_green <= 8.0, mae_green  # motion in the pulse band hurts the single-channel method
+    assert mae_pos <= 4.5, mae_pos  # 60 test clips: a few octave errors on dark skin weigh in
+    # movement inside the pulse band defeats the single-channel method, not the projection
+    assert mae_green >= 6.0 and mae_green > 2 * mae_pos, (mae_green, mae_pos)
     assert naive >= 12.0 and naive > 4 * mae_pos
+    # darker skin carries less pulse signal: the same method errs more there
+    tone = te["skin_tone"]
+    assert set(tone.tolist()) == {"I-II", "III-IV", "V-VI"}
+    err = np.abs(pos - y)
+    assert err[tone == "V-VI"].mean() > 2 * err[tone == "I-II"].mean(), err
 
 
 def test_rppg_csv_matches_npz(tmp_path: Path) -> None:
@@ -519,6 +527,10 @@ def test_kb_tfidf_retrieves_and_abstains(data_root: Path) -> None:
     test = _load_jsonl(pub / "test_questions.jsonl")
     answers = {r["id"]: r for r in _load_jsonl(hid / "test_answers.jsonl")}
     assert all(p["synthetic"] is True for p in passages)
+    # the English handbook and questions (the Chinese edition has its own test below)
+    passages = [p for p in passages if not p["id"].endswith("-zh")]
+    train = [q for q in train if q["lang"] == "en"]
+    test = [q for q in test if q["lang"] == "en"]
     # train and test ask about different facts: no test answer can be copied from train
     test_facts = {a["fact"] for a in answers.values() if a["answerable"]}
     assert test_facts and not test_facts & {q["fact"] for q in train if q["answerable"]}
@@ -556,3 +568,72 @@ def test_kb_tfidf_retrieves_and_abstains(data_root: Path) -> None:
     acc = np.mean([(s.max() >= thr) == g["answerable"] for s, g in zip(s_te, gold, strict=True)])
     never = np.mean([g["answerable"] for g in gold])
     assert acc >= never + 0.05, (acc, never)
+
+
+def test_kb_chinese_edition_agrees_and_needs_a_word_segmenter(data_root: Path) -> None:
+    import bm25s
+    import jieba
+
+    pub, hid = _gen(data_root, "kb", 400)
+    passages = _load_jsonl(pub / "passages.jsonl")
+    train = _load_jsonl(pub / "train_questions.jsonl")
+    test = _load_jsonl(pub / "test_questions.jsonl")
+    answers = {r["id"]: r for r in _load_jsonl(hid / "test_answers.jsonl")}
+    zh = {p["id"]: p for p in passages if p["id"].endswith("-zh")}
+    en = {p["id"]: p for p in passages if not p["id"].endswith("-zh")}
+    assert set(zh) == {f"{i}-zh" for i in en} and len(en) == 20
+    assert {q["lang"] for q in train} == {"en", "zh"} and {q["lang"] for q in test} == {"en", "zh"}
+    # both editions state the same values: each Chinese answer's number is in the English passage
+    for q in train:
+        if q["lang"] == "zh" and q["answerable"]:
+            number = re.match(r"[\d.]+", q["answer"])[0]
+            assert number in en[q["passage_id"][:-3]]["text"], q
+            assert q["answer"] in zh[q["passage_id"]]["text"], q
+    # Chinese test questions ask about facts no training question (of either language) asks about
+    test_facts = {answers[q["id"]]["fact"] for q in test if answers[q["id"]]["answerable"]}
+    assert not test_facts & {q["fact"] for q in train if q["answerable"]}
+
+    ids = list(zh)
+    gold = [answers[q["id"]] for q in test if q["lang"] == "zh"]
+    asked = [q["question"] for q in test if q["lang"] == "zh"]
+
+    def recall(tokenize) -> float:
+        retriever = bm25s.BM25()
+        retriever.index(
+            [tokenize(zh[i]["title"] + zh[i]["text"]) for i in ids], show_progress=False
+        )
+        hits = []
+        for q, g in zip(asked, gold, strict=True):
+            if g["answerable"]:
+                found, _ = retriever.retrieve([tokenize(q)], k=3, show_progress=False)
+                hits.append(g["passage_id"] in {ids[j] for j in found[0]})
+        return float(np.mean(hits))
+
+    words = recall(
+        lambda t: [w for w in jieba.lcut(t) if w.strip() and not re.fullmatch(r"\W+", w)]
+    )
+    blanks = recall(lambda t: t.split())  # Chinese has no spaces between words
+    assert words >= 0.85, words
+    assert blanks <= 0.3, blanks
+
+
+def test_kb_recorded_answers_carry_rubric_scores(data_root: Path) -> None:
+    from medai.synthetic._kb_rubric import DIMENSIONS, KINDS
+
+    pub, hid = _gen(data_root, "kb", 400)
+    recorded = _load_jsonl(pub / "model_answers.jsonl")
+    hidden = {r["id"]: r for r in _load_jsonl(hid / "model_answer_scores.jsonl")}
+    train = {q["id"]: q for q in _load_jsonl(pub / "train_questions.jsonl")}
+    dev = [r for r in recorded if r["part"] == "dev"]
+    audit = [r for r in recorded if r["part"] == "audit"]
+    assert len(dev) == len(audit) == 60
+    assert all(set(DIMENSIONS) <= set(r) for r in dev)
+    assert not any(set(DIMENSIONS) & set(r) for r in audit)  # audit scores are hidden ...
+    assert set(hidden) == {r["id"] for r in audit}  # ... here
+    assert {h["kind"] for h in hidden.values()} == set(KINDS)
+    assert all(r["question_id"] in train for r in recorded)  # questions with public answers
+    assert {r["lang"] for r in recorded} == {"en", "zh"}
+    # every dimension has more than one score in each part: the rubric has something to find
+    for part in (dev, [hidden[r["id"]] for r in audit]):
+        for d in DIMENSIONS:
+            assert len({r[d] for r in part}) >= 2, d

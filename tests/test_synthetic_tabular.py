@@ -28,8 +28,15 @@ TABULAR = ("ehr", "multisite", "survival", "label_scarce")
 SEED = 20261123
 
 
+@pytest.fixture(scope="module", params=["public-seed", "keyed"])
+def key(request, data_key) -> bytes | None:
+    """Every band holds for the hidden split of the public seed (self-study) and for one drawn
+    with a deployment key (a course), whose test patients are other people than the seed's."""
+    return data_key if request.param == "keyed" else None
+
+
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
+def data_root(tmp_path_factory, key) -> Path:
     return tmp_path_factory.mktemp("synthetic")
 
 
@@ -37,10 +44,10 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ehr(data_root):
+def ehr(data_root, key):
     from medai.synthetic.ehr import baseline_features
 
-    pub = generate("ehr", data_root, n=12_000, seed=SEED)
+    pub = generate("ehr", data_root, n=12_000, seed=SEED, secret=key)
     hid = data_root / "hidden" / "ehr"
     X = baseline_features(pub)
     return {
@@ -152,8 +159,8 @@ def _fedavg(sites: list[tuple[np.ndarray, np.ndarray]], rounds=30, local_steps=5
     return w
 
 
-def test_multisite_pooled_beats_small_sites_and_fedavg_close(data_root):
-    pub = generate("multisite", data_root, n=20_000, seed=SEED)
+def test_multisite_pooled_beats_small_sites_and_fedavg_close(data_root, key):
+    pub = generate("multisite", data_root, n=20_000, seed=SEED, secret=key)
     sites = pd.read_csv(pub / "sites.csv")
     assert sites["n_train"].max() > 10 * sites["n_train"].min()  # very different sizes
     train = {s: pd.read_csv(pub / f"{s}.csv") for s in sites["site"]}
@@ -195,10 +202,10 @@ def test_multisite_pooled_beats_small_sites_and_fedavg_close(data_root):
 # --- survival -----------------------------------------------------------------------------------
 
 
-def test_survival_cox_recovers_hazard_ratios(data_root):
+def test_survival_cox_recovers_hazard_ratios(data_root, key):
     from lifelines import CoxPHFitter
 
-    pub = generate("survival", data_root, n=20_000, seed=SEED)
+    pub = generate("survival", data_root, n=20_000, seed=SEED, secret=key)
     hid = data_root / "hidden" / "survival"
     test = pd.read_csv(pub / "test.csv").merge(pd.read_csv(hid / "test_outcomes.csv"))
     train = pd.read_csv(pub / "train.csv")
@@ -225,12 +232,12 @@ def test_survival_cox_recovers_hazard_ratios(data_root):
 # --- label_scarce -------------------------------------------------------------------------------
 
 
-def test_label_scarce_pseudo_labels_and_active_learning_help(data_root):
+def test_label_scarce_pseudo_labels_and_active_learning_help(data_root, key):
     from sklearn.semi_supervised import SelfTrainingClassifier
 
     from medai.synthetic.label_scarce import CLASSES, FEATURES, diagnose
 
-    pub = generate("label_scarce", data_root, n=20_000, seed=SEED)
+    pub = generate("label_scarce", data_root, n=20_000, seed=SEED, secret=key)
     hid = data_root / "hidden" / "label_scarce"
     lab = pd.read_csv(pub / "labelled.csv")
     unl = pd.read_csv(pub / "unlabelled.csv")

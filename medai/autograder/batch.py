@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,13 @@ class Course:
     autograded: Path
 
 
-def open_course(course_dir: Path) -> Course:
-    """Read ``<course_dir>/nbgrader_config.py`` (if any) the way nbgrader does."""
+def open_course(course_dir: Path, *, course_id: str | None = None) -> Course:
+    """Read ``<course_dir>/nbgrader_config.py`` (if any) the way nbgrader does.
+
+    With ``course_id`` given, the config file is *not* read and nbgrader's default folder names
+    apply: the file is Python, and whoever can write the course folder (the formgrader's
+    sandbox) must not get code run by a trusted process such as the grading service.
+    """
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -96,7 +102,9 @@ def open_course(course_dir: Path) -> Course:
     if not root.is_dir():
         raise GradingError(f"course directory {root} does not exist (pass --course DIR)")
     cfg = Config()
-    if (root / "nbgrader_config.py").exists():
+    if course_id is not None:
+        cfg.CourseDirectory.course_id = course_id
+    elif (root / "nbgrader_config.py").exists():
         cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     cd = CourseDirectory(config=cfg)
     cd.root = str(root)
@@ -127,6 +135,7 @@ class Lab:
     oracles: dict[str, PoolLabels] = field(default_factory=dict)  # hidden pool labels by task
     expected: dict[str, Any] = field(default_factory=dict)
     reference_report: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
@@ -256,7 +265,28 @@ def prepare_lab(course: Course, lab_id: str, data_root: Path | None) -> Lab:
             lab.truth[tid] = model_truth(tid, task, data_root)
             if task.oracle is not None:
                 lab.oracles[tid] = oracle_pool(tid, task, data_root)
+    scored = sorted(
+        {t.dataset for t in tasks.tasks.values() if isinstance(t, PredictTask | ModelTask)}
+    )
+    lab.warnings += unkeyed_warnings(scored, data_root)
     return lab
+
+
+def unkeyed_warnings(datasets: list[str], data_root: Path | None) -> list[str]:
+    """A warning for each dataset whose hidden split anyone can regenerate from the public seed
+    (generated without the deployment's data key): grades on it reward looking labels up."""
+    from medai.synthetic.core import hidden_keying
+
+    if data_root is None:
+        return []
+    return [
+        f"the hidden split of '{name}' under {data_root} follows from the public seed (it was "
+        "generated without a data key), so a submission can regenerate its labels; generate it "
+        f"with the deployment's key (`medai up`, or `medai data generate {name} --secret-file "
+        f"{data_root.parent / 'secrets' / 'data.key'} --out {data_root}`)"
+        for name in datasets
+        if hidden_keying(name, data_root) == "public-seed"
+    ]
 
 
 def _oracle_server(lab: Lab) -> OracleServer | None:
@@ -296,7 +326,7 @@ def oracle_pool(tid: str, task: ModelTask, data_root: Path | None) -> PoolLabels
 
 def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth:
     """The hidden test labels of a model task, aligned to its public test inputs (trusted side)."""
-    from medai.autograder.modeldata import align, load_source
+    from medai.autograder.modeldata import align, load_groups, load_source
 
     if data_root is None:
         raise GradingError(
@@ -309,6 +339,7 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
         inputs = load_source(task.test.inputs, public)
         labels = load_source(task.test.labels, public, hidden)
         aligned = align(inputs, labels, f"task '{tid}' test split")
+        groups = load_groups(task.test, inputs, public)
     except (OSError, KeyError, ValueError) as exc:
         raise GradingError(
             f"task '{tid}': cannot load the test split of dataset '{task.dataset}' under "
@@ -316,7 +347,7 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
             f"`medai data generate {task.dataset}` wrote both public/ and hidden/"
         ) from None
     if task.members is None:
-        return ModelTruth(aligned, len(inputs.value))
+        return ModelTruth(aligned, len(inputs.value), groups)
     try:
         m_inputs = load_source(task.members.inputs, public)
         m_labels = align(
@@ -327,7 +358,9 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
             f"task '{tid}': cannot load the members split of dataset '{task.dataset}' under "
             f"{data_root}: {exc}. Check tasks.yaml (members.inputs / members.labels)"
         ) from None
-    return ModelTruth(aligned, len(inputs.value), m_labels, len(m_inputs.value))
+    return ModelTruth(
+        aligned, len(inputs.value), groups, members_labels=m_labels, n_members=len(m_inputs.value)
+    )
 
 
 # --------------------------------------------------------------------------- one run
@@ -544,7 +577,7 @@ def grade_submission(
             result["messages"].append("timestamp.txt is unreadable; treated as on time")
     result["timestamp"] = timestamp.isoformat() if timestamp else None
     known = {f"{nb.name}.ipynb" for nb in lab.notebooks} | {p.name for p in lab.release_files}
-    known |= {"timestamp.txt"}
+    known |= {"timestamp.txt", "submission_secret.txt", "medai_receipt.json"}  # nbgrader, keeper
     extra = sorted(
         str(p.relative_to(sub_dir))
         for p in sub_dir.rglob("*")
@@ -776,6 +809,22 @@ def store(
 # --------------------------------------------------------------------------- the batch
 
 
+@dataclass(frozen=True)
+class BatchEvent:
+    """What a running batch reports to ``grade_lab(on_event=...)`` (the grading service's progress).
+
+    ``planned``: the submissions to grade (``todo``) and those already done (``skipped``);
+    ``reference``: the solution notebook runs; ``started``/``finished``: one submission, with its
+    stored result (without the log) when finished.
+    """
+
+    kind: str  # planned | reference | started | finished
+    student: str | None = None
+    todo: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    result: dict | None = None
+
+
 @dataclass
 class BatchSummary:
     lab: str
@@ -783,6 +832,37 @@ class BatchSummary:
     skipped: list[str]
     seconds: float
     reference: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def refuse_links(course: Course, lab_id: str) -> None:
+    """Refuse to grade while a symbolic link sits where the grader reads or writes.
+
+    The course folder is writable from the formgrader's sandbox. A link planted there would make
+    this trusted process write through it (autograded notebooks, results, logs, the gradebook) or
+    copy a host file into a submission's sandbox (release files).
+    """
+    tops = [
+        course.submitted,
+        course.autograded,
+        course.root / "grading",
+        course.source / lab_id,
+        course.release / lab_id,
+    ]
+    if course.db_url.startswith("sqlite:///"):
+        tops.append(Path(course.db_url.removeprefix("sqlite:///")))
+    for top in tops:
+        found = [top] if top.is_symlink() else []
+        if not found and top.is_dir():
+            for folder, dirs, files in os.walk(top):
+                found += [Path(folder, n) for n in dirs + files if Path(folder, n).is_symlink()]
+                if found:
+                    break
+        if found:
+            raise GradingError(
+                f"{found[0]} is a symbolic link; the grader does not read or write through links "
+                f"in the course folder. Remove it (and ask who put it there), then grade again"
+            )
 
 
 def list_students(course: Course, lab_id: str) -> list[str]:
@@ -792,7 +872,7 @@ def list_students(course: Course, lab_id: str) -> list[str]:
 
 
 def grade_lab(
-    course_dir: Path,
+    course_dir: Path | Course,
     lab_id: str,
     *,
     backend: SandboxBackend,
@@ -802,16 +882,20 @@ def grade_lab(
     students: list[str] | None = None,
     force: bool = False,
     progress: bool = True,
+    on_event: Callable[[BatchEvent], None] | None = None,
 ) -> BatchSummary:
     """Grade the collected submissions of ``lab_id`` (see the module docstring).
 
-    One batch per lab at a time: a second ``medai grade`` of the same lab is refused.
+    ``course_dir`` is a course folder (its nbgrader_config.py is read) or an opened
+    :class:`Course`. One batch per lab at a time: a second ``medai grade`` of the same lab is
+    refused. ``on_event`` (called from worker threads) receives :class:`BatchEvent` progress.
     """
     import fcntl
 
-    course = open_course(course_dir)
+    course = course_dir if isinstance(course_dir, Course) else open_course(course_dir)
     if not (course.source / lab_id).is_dir():
         raise GradingError(f"no source folder for lab '{lab_id}' at {course.source / lab_id}")
+    refuse_links(course, lab_id)
     state = course.root / "grading" / lab_id
     state.mkdir(parents=True, exist_ok=True)
     with open(state / ".lock", "w") as lock:
@@ -822,7 +906,7 @@ def grade_lab(
                 f"another `medai grade {lab_id}` is running on this course ({state}); wait for it"
             ) from None
         return _grade_lab(
-            course_dir,
+            course,
             lab_id,
             backend=backend,
             policy=policy,
@@ -831,20 +915,22 @@ def grade_lab(
             students=students,
             force=force,
             progress=progress,
+            on_event=on_event or (lambda event: None),
         )
 
 
 def _grade_lab(
-    course_dir: Path,
+    course: Course,
     lab_id: str,
     *,
     backend: SandboxBackend,
     policy: Policy,
-    data_root: Path | None = None,
-    workers: int | None = None,
-    students: list[str] | None = None,
-    force: bool = False,
-    progress: bool = True,
+    data_root: Path | None,
+    workers: int | None,
+    students: list[str] | None,
+    force: bool,
+    progress: bool,
+    on_event: Callable[[BatchEvent], None],
 ) -> BatchSummary:
     from rich.progress import (
         BarColumn,
@@ -855,7 +941,6 @@ def _grade_lab(
     )
 
     t0 = time.monotonic()
-    course = open_course(course_dir)
     data_root = Path(data_root).resolve() if data_root else None
     data_dir = data_root / "public" if data_root else None
     if data_dir is not None and not data_dir.is_dir():
@@ -885,11 +970,13 @@ def _grade_lab(
                 continue
         todo.append(student)
     workers = max(1, workers or os.cpu_count() or 1)
+    on_event(BatchEvent("planned", todo=tuple(todo), skipped=tuple(skipped)))
     tmp_root = Path(tempfile.mkdtemp(prefix="medai-grade-"))
     tmp_root.chmod(0o711)
     graded: list[dict] = []
     try:
         if todo:
+            on_event(BatchEvent("reference"))
             reference(lab, course, backend, data_dir, tmp_root, policy.limits.to_limits())
         with Progress(
             TextColumn("grading {task.description}"),
@@ -901,6 +988,7 @@ def _grade_lab(
             task = bar.add_task(lab_id, total=len(todo))
 
             def one(student: str) -> dict:
+                on_event(BatchEvent("started", student=student))
                 try:
                     result, nbs = grade_submission(
                         lab, course, student, backend, policy, data_dir, tmp_root
@@ -908,6 +996,7 @@ def _grade_lab(
                 except Exception as exc:  # a grader-side failure stays with this submission
                     result, nbs = _grader_error(lab, course, student, exc), {}
                 store(course, lab, result, nbs)
+                on_event(BatchEvent("finished", student=student, result=result))
                 return result
 
             with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -921,7 +1010,9 @@ def _grade_lab(
                     raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    return BatchSummary(lab_id, graded, skipped, time.monotonic() - t0, lab.reference_report)
+    return BatchSummary(
+        lab_id, graded, skipped, time.monotonic() - t0, lab.reference_report, lab.warnings
+    )
 
 
 def _grader_error(lab: Lab, course: Course, student: str, exc: Exception) -> dict:

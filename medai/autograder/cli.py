@@ -76,6 +76,8 @@ def grade(
         )
     except GradingError as exc:
         raise _fail(str(exc)) from None
+    for warning in summary.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     console = Console()
     table = Table(title=f"{lab}: {len(summary.graded)} graded, {len(summary.skipped)} already done")
     for col in ("student", "status", "score", "tampered", "seconds", "messages"):

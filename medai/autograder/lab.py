@@ -411,8 +411,14 @@ def _predict_test(task: ModelTask, fn: Any) -> Any:
 
 
 def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
-    from medai.autograder.metrics import METRICS, MetricError, compute
-    from medai.autograder.modeldata import OutputError, align, load_source, validate_output
+    from medai.autograder.metrics import METRICS, MetricError, by_group, compute
+    from medai.autograder.modeldata import (
+        OutputError,
+        align,
+        load_groups,
+        load_source,
+        validate_output,
+    )
     from medai.autograder.scoring import metric_fraction
 
     try:
@@ -423,6 +429,7 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
         return _say(False, task_id, f"could not run the predict function: {_describe(exc)}")
     try:
         labels = align(inputs, load_source(task.dev.labels, data_dir(task.dataset)), "dev split")
+        groups = load_groups(task.dev, inputs, data_dir(task.dataset))
     except Exception as exc:  # a lab or data problem, not the trainee's
         return _say(False, task_id, f"could not load the dev labels: {_describe(exc)}")
     if task.output.type == "mask":  # now that the labels are known, check the mask size
@@ -444,21 +451,24 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
         members = (m_labels, m_pred)
     parts, fracs = [], []
     for m in task.metrics:
-        y, scored = labels, pred
+        y, scored, g = labels, pred, groups
         if METRICS[m.name].membership and members is not None:
             from medai.autograder.scoring import membership_pairs
 
             y, scored = membership_pairs(members[0], members[1], labels, pred)
+            g = None  # the attack pairs members with dev cases: dev groups do not apply
         try:
-            value = compute(m.name, y, scored, match_label=m.match_label)
+            value = compute(m.name, y, scored, match_label=m.match_label, groups=g)
         except MetricError as exc:
             return _say(False, task_id, str(exc))
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
         fracs.append(frac)
         cmp = ">=" if m.full_marks_at > m.zero_marks_at else "<="
+        detail = by_group(m.name, labels, pred, groups)
         parts.append(
             f"{m.name} {value:.3f} (full marks at {cmp} {m.full_marks_at:g}, none at "
             f"{'<=' if cmp == '>=' else '>='} {m.zero_marks_at:g})"
+            + (f" [{detail}]" if detail else "")
         )
     n = len(pred)
     extra = f" and {len(members[1])} members" if members is not None else ""

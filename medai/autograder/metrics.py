@@ -6,9 +6,16 @@ Each metric takes the labels and the *validated* predictions (see
 ``{start, end, label}``) and returns one float. The same functions give the trainee's instant
 feedback (dev labels, in the kernel) and the grade (hidden labels, in the trusted scorer).
 
-Library implementations are used where they exist (scikit-learn, lifelines, scipy, and the span
-scorer of :mod:`medai.synthetic.notes`); ``ece``, ``dice`` and ``lesion_sensitivity`` are written
-here because no installed library provides them with these conventions (each says so).
+Library implementations are used where they exist (scikit-learn, lifelines, scipy, fairlearn, and
+the span scorer of :mod:`medai.synthetic.notes`); ``ece``, ``dice``, ``lesion_sensitivity``, the
+worst-group error and the question-answering metrics are written here because no installed
+library provides them with these conventions (each says so).
+
+*Grouped* metrics (``worst_group_mae``, ``equalized_odds_difference``) also get ``groups``: one
+group name per case, from the split's public ``groups`` source. Binary labels may be *expected*
+outcomes, i.e. each case's true probability of the event (known only for synthetic data): then
+``balanced_accuracy`` and ``equalized_odds_difference`` are expected rates, free of the luck of
+who happened to fall ill.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "Metric", "MetricError", "compute"]
+__all__ = ["METRICS", "Metric", "MetricError", "by_group", "compute"]
 
 
 class MetricError(ValueError):
@@ -33,6 +40,8 @@ class Metric:
     needs: str  # for error messages: what output it needs
     binary: bool = False  # proba outputs must have classes == 2
     higher_is_better: bool = True
+    grouped: bool = False  # needs the split's groups (one per case)
+    by_group: Callable[..., str] | None = None  # per-group figures for feedback messages
     # scored on the task's members and test cases together, labels (n, 2): [outcome, member]
     membership: bool = False
 
@@ -90,9 +99,39 @@ def macro_auroc(y: Any, pred: np.ndarray, **_: Any) -> float:
     return float(roc_auc_score(y, pred, multi_class="ovr", average="macro"))
 
 
+def _soft(y: Any) -> np.ndarray | None:
+    """Labels that are probabilities of a binary event (not all 0/1), else None."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind != "f" or not len(y):
+        return None
+    if np.all((y == 0) | (y == 1)):
+        return None
+    if np.nanmin(y) < 0 or np.nanmax(y) > 1 or np.isnan(y).any():
+        raise MetricError("expected-outcome labels must be probabilities in [0, 1]")
+    return y
+
+
+def _expanded(p: np.ndarray, decisions: np.ndarray, groups: Any = None) -> tuple:
+    """Each case twice: as an event with weight p and as a non-event with weight 1 - p, so
+    that weighted library rates are the *expected* rates (the outcome's luck averaged out)."""
+    n = len(p)
+    y2 = np.r_[np.ones(n, dtype=int), np.zeros(n, dtype=int)]
+    d2 = np.r_[decisions, decisions]
+    w = np.r_[p, 1.0 - p]
+    g2 = None if groups is None else np.r_[np.asarray(groups), np.asarray(groups)]
+    return y2, d2, w, g2
+
+
 def balanced_accuracy(y: Any, pred: np.ndarray, **_: Any) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
+    p = _soft(y)
+    if p is not None:  # expected outcomes: the expected mean of sensitivity and specificity
+        d = _classes(pred)
+        if d.max(initial=0) > 1:
+            raise MetricError("expected-outcome labels need a binary prediction")
+        y2, d2, w, _ = _expanded(p, d)
+        return float(balanced_accuracy_score(y2, d2, sample_weight=w))
     return float(balanced_accuracy_score(_labels_1d(y).astype(int), _classes(pred)))
 
 
@@ -248,6 +287,148 @@ def membership_auroc(y: Any, pred: np.ndarray, **_: Any) -> float:
     return float(np.mean(aucs))
 
 
+# --------------------------------------------------------------------------- by group
+
+
+def _group_array(groups: Any, n: int) -> np.ndarray:
+    if groups is None:
+        raise MetricError("this metric is computed by group, and no groups were given")
+    g = np.asarray(groups).astype(str)
+    if g.shape != (n,):
+        raise MetricError(f"expected one group per case ({n}), got groups of shape {g.shape}")
+    return g
+
+
+def _group_maes(y: Any, pred: np.ndarray, groups: Any) -> dict[str, float]:
+    err = np.abs(np.asarray(y, dtype=float) - np.asarray(pred, dtype=float))
+    g = _group_array(groups, len(err))
+    return {k: float(err[g == k].mean()) for k in sorted(set(g.tolist()))}
+
+
+def worst_group_mae(y: Any, pred: np.ndarray, groups: Any = None, **_: Any) -> float:
+    """The largest mean absolute error of any group. Written here: a max over a groupby."""
+    return max(_group_maes(y, pred, groups).values())
+
+
+def _mae_by_group(y: Any, pred: np.ndarray, groups: Any) -> str:
+    return "MAE by group: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in _group_maes(y, pred, groups).items()
+    )
+
+
+def _decisions(pred: np.ndarray) -> np.ndarray:
+    d = _classes(pred)
+    if not set(np.unique(d).tolist()) <= {0, 1}:
+        raise MetricError("equalized odds needs binary decisions (0/1 labels)")
+    return d
+
+
+def _rate_frame(y: Any, pred: np.ndarray, groups: Any) -> Any:
+    """fairlearn MetricFrame of true- and false-positive rates by group (expected rates when
+    the labels are probabilities)."""
+    from fairlearn.metrics import MetricFrame, false_positive_rate, true_positive_rate
+
+    d = _decisions(pred)
+    g = _group_array(groups, len(d))
+    p = _soft(y)
+    metrics = {"TPR": true_positive_rate, "FPR": false_positive_rate}
+    if p is None:
+        y = _binary(y)
+        return MetricFrame(metrics=metrics, y_true=y, y_pred=d, sensitive_features=g)
+    y2, d2, w, g2 = _expanded(p, d, g)
+    return MetricFrame(
+        metrics=metrics,
+        y_true=y2,
+        y_pred=d2,
+        sensitive_features=g2,
+        sample_params={"TPR": {"sample_weight": w}, "FPR": {"sample_weight": w}},
+    )
+
+
+def equalized_odds_difference(y: Any, pred: np.ndarray, groups: Any = None, **_: Any) -> float:
+    """The larger of the between-group gaps in true- and false-positive rate (fairlearn's
+    ``equalized_odds_difference``, ``between_groups``); lower is better."""
+    frame = _rate_frame(y, pred, groups)
+    if len(frame.by_group) < 2:
+        raise MetricError("equalized odds needs at least two groups")
+    return float(frame.difference(method="between_groups").max())
+
+
+def _rates_by_group(y: Any, pred: np.ndarray, groups: Any) -> str:
+    by = _rate_frame(y, pred, groups).by_group
+    return "by group: " + ", ".join(
+        f"{k} TPR {r['TPR']:.3f} FPR {r['FPR']:.3f}" for k, r in by.iterrows()
+    )
+
+
+# --------------------------------------------------------------------------- answers
+# Question answering with citations (output type ``answers``): each prediction is
+# {"answer": text or None (abstain), "citations": [passage ids], "retrieved": [ranked ids]};
+# each label is {"answerable": bool, "answer": text or None, "passage_id": id or None}.
+# Written here: the conventions (abstention, citations among the retrieved) are this course's.
+
+
+def _norm(text: Any) -> str:
+    import re
+    import unicodedata
+
+    t = unicodedata.normalize("NFKC", str(text)).casefold()
+    return re.sub(r"[\s.。]+", "", t)
+
+
+def _qa(y: Any, pred: list) -> list[tuple[dict, dict]]:
+    if not isinstance(y, list) or not all(isinstance(r, dict) for r in y):
+        raise MetricError("answer metrics need the questions' records as labels")
+    return list(zip(y, pred, strict=True))
+
+
+def recall_at_5(y: Any, pred: list, **_: Any) -> float:
+    """Share of answerable questions whose supporting passage is among the first 5 retrieved."""
+    pairs = [(t, p) for t, p in _qa(y, pred) if t.get("answerable")]
+    if not pairs:
+        raise MetricError("no answerable question to compute recall on")
+    return float(np.mean([t["passage_id"] in p["retrieved"][:5] for t, p in pairs]))
+
+
+def correct_abstention(y: Any, pred: list, **_: Any) -> float:
+    """Share of unanswerable questions on which the system abstained (answer None)."""
+    pairs = [(t, p) for t, p in _qa(y, pred) if not t.get("answerable")]
+    if not pairs:
+        raise MetricError("no unanswerable question to compute abstention on")
+    return float(np.mean([p["answer"] is None for _, p in pairs]))
+
+
+def cites_retrieved(y: Any, pred: list, **_: Any) -> float:
+    """Share of given answers (not abstentions) that cite at least one passage, every cited
+    passage being among the first 5 retrieved. 1.0 when the system answered nothing."""
+    given = [p for _, p in _qa(y, pred) if p["answer"] is not None]
+    if not given:
+        return 1.0
+    return float(
+        np.mean(
+            [bool(p["citations"]) and set(p["citations"]) <= set(p["retrieved"][:5]) for p in given]
+        )
+    )
+
+
+def answer_accuracy(y: Any, pred: list, **_: Any) -> float:
+    """Share of answerable questions answered with the right value (case, spaces and a final
+    full stop ignored) *and* citing the passage that states it."""
+    pairs = [(t, p) for t, p in _qa(y, pred) if t.get("answerable")]
+    if not pairs:
+        raise MetricError("no answerable question to compute accuracy on")
+    return float(
+        np.mean(
+            [
+                p["answer"] is not None
+                and _norm(p["answer"]) == _norm(t["answer"])
+                and t["passage_id"] in p["citations"]
+                for t, p in pairs
+            ]
+        )
+    )
+
+
 _BIN = "a binary proba (classes: 2) or a score"
 METRICS: dict[str, Metric] = {
     "auroc": Metric(auroc, ("proba", "score", "risk"), _BIN, binary=True),
@@ -270,17 +451,43 @@ METRICS: dict[str, Metric] = {
         higher_is_better=False,
         membership=True,
     ),
+    "worst_group_mae": Metric(
+        worst_group_mae,
+        ("score", "risk"),
+        "a score or risk output",
+        higher_is_better=False,
+        grouped=True,
+        by_group=_mae_by_group,
+    ),
+    "equalized_odds_difference": Metric(
+        equalized_odds_difference,
+        ("label", "proba"),
+        "binary decisions (a label output with classes: 2)",
+        binary=True,
+        higher_is_better=False,
+        grouped=True,
+        by_group=_rates_by_group,
+    ),
+    "recall_at_5": Metric(recall_at_5, ("answers",), "an answers output"),
+    "correct_abstention": Metric(correct_abstention, ("answers",), "an answers output"),
+    "cites_retrieved": Metric(cites_retrieved, ("answers",), "an answers output"),
+    "answer_accuracy": Metric(answer_accuracy, ("answers",), "an answers output"),
 }
 
 
-def compute(name: str, labels: Any, pred: Any, *, match_label: bool = False) -> float:
-    """Metric ``name`` of validated predictions ``pred`` against ``labels``.
+def compute(
+    name: str, labels: Any, pred: Any, *, match_label: bool = False, groups: Any = None
+) -> float:
+    """Metric ``name`` of validated predictions ``pred`` against ``labels`` (and ``groups``,
+    one per case, for grouped metrics).
 
     Raises :class:`MetricError` when the pair cannot be scored (say, one class only).
     """
     metric = METRICS[name]
+    if metric.grouped and groups is None:
+        raise MetricError(f"{name} is computed by group, and no groups were given")
     try:
-        value = metric.fn(labels, pred, match_label=match_label)
+        value = metric.fn(labels, pred, match_label=match_label, groups=groups)
     except MetricError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
@@ -288,3 +495,14 @@ def compute(name: str, labels: Any, pred: Any, *, match_label: bool = False) -> 
     if not np.isfinite(value):
         raise MetricError(f"{name} is not finite ({value})")
     return value
+
+
+def by_group(name: str, labels: Any, pred: Any, groups: Any) -> str:
+    """Per-group figures of a grouped metric, for feedback (empty for other metrics)."""
+    metric = METRICS[name]
+    if metric.by_group is None or groups is None:
+        return ""
+    try:
+        return metric.by_group(labels, pred, groups)
+    except (MetricError, ValueError, TypeError, KeyError, ZeroDivisionError):
+        return ""

@@ -16,11 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from medai.autograder.tasks import DataSource, OutputSpec
+from medai.autograder.tasks import DataSource, OutputSpec, Split
 
-__all__ = ["Loaded", "OutputError", "align", "load_source", "to_plain_output", "validate_output"]
+__all__ = [
+    "Loaded",
+    "OutputError",
+    "align",
+    "load_groups",
+    "load_source",
+    "to_plain_output",
+    "validate_output",
+]
 
 MAX_SPANS_PER_CASE = 10_000
+MAX_IDS_PER_ANSWER = 100
+MAX_ANSWER_CHARS = 2_000
 
 
 class OutputError(ValueError):
@@ -156,6 +166,16 @@ def align(inputs: Loaded, labels: Loaded, where: str) -> Any:
     return lab
 
 
+def load_groups(split: Split, inputs: Loaded, public: Path) -> np.ndarray | None:
+    """The group of each input of ``split`` (text), aligned to ``inputs`` like the labels and
+    merged by ``relabel``; None when the split names no groups. Groups are public."""
+    if split.groups is None:
+        return None
+    groups = align(inputs, load_source(split.groups, public), "groups")
+    values = [str(v) for v in np.asarray(groups, dtype=object).tolist()]
+    return np.array([split.relabel.get(v, v) for v in values])
+
+
 # --------------------------------------------------------------------------- predictions
 
 
@@ -198,12 +218,60 @@ def to_plain_output(pred: Any, output: OutputSpec, ids: list[str] | None = None)
                     spans.append(s)
             out.append(spans)
         return out
+    if output.type == "answers" and isinstance(pred, list | tuple):
+        return [_plain_answer(a) for a in pred]
     if isinstance(pred, list | tuple) and output.type != "spans":
         try:  # numbers only: text or objects keep their dtype and fail validation
             return np.asarray(pred)
         except (TypeError, ValueError):
             return pred
     return pred
+
+
+def _plain_answer(a: Any) -> Any:
+    """numpy strings to str and tuples to lists inside one answer dict (validation follows)."""
+    if not isinstance(a, dict):
+        return a
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, list | tuple | np.ndarray):
+            return [conv(x) for x in list(v)]
+        return v
+
+    return {str(k): conv(v) for k, v in a.items()}
+
+
+def _answers(pred: Any, n: int) -> list[dict]:
+    if not isinstance(pred, list):
+        raise OutputError(
+            f"expected a list of {n} answers (one dict per question), got {type(pred).__name__}"
+        )
+    if len(pred) != n:
+        raise OutputError(f"expected {n} answers (one per question), got {len(pred)}")
+    out = []
+    for i, a in enumerate(pred):
+        if not isinstance(a, dict):
+            raise OutputError(f"answer {i} is a {type(a).__name__}, not a dict")
+        missing = [k for k in ("answer", "citations", "retrieved") if k not in a]
+        if missing:
+            raise OutputError(f"answer {i} lacks {missing}: give answer, citations and retrieved")
+        text = a["answer"]
+        if text is not None and not isinstance(text, str):
+            raise OutputError(f"answer {i}: 'answer' must be text, or None to abstain")
+        if isinstance(text, str) and len(text) > MAX_ANSWER_CHARS:
+            raise OutputError(f"answer {i} is longer than {MAX_ANSWER_CHARS} characters")
+        for key in ("citations", "retrieved"):
+            ids = a[key]
+            if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+                raise OutputError(f"answer {i}: '{key}' must be a list of passage ids (text)")
+            if len(ids) > MAX_IDS_PER_ANSWER:
+                raise OutputError(f"answer {i}: more than {MAX_IDS_PER_ANSWER} {key}")
+        out.append(
+            {"answer": text, "citations": list(a["citations"]), "retrieved": list(a["retrieved"])}
+        )
+    return out
 
 
 def _int(x: Any) -> bool:
@@ -245,10 +313,12 @@ def validate_output(pred: Any, output: OutputSpec, n: int, mask_shape: tuple | N
     proba -> float ``(n, k)`` (a ``(n,)`` vector is P(class 1) when ``classes: 2``), rows in
     [0, 1] summing to 1; score/risk -> finite float ``(n,)``; label -> int ``(n,)`` in
     ``[0, classes)``; mask -> bool ``(n, H, W)`` from 0/1 values; spans -> ``n`` lists of
-    ``{start, end, label}``. Raises :class:`OutputError` saying what is wrong.
+    ``{start, end, label}``; answers -> ``n`` dicts ``{answer, citations, retrieved}``. Raises :class:`OutputError` saying what is wrong.
     """
     if output.type == "spans":
         return _spans(pred, n)
+    if output.type == "answers":
+        return _answers(pred, n)
     if not isinstance(pred, np.ndarray):
         raise OutputError(
             f"expected a numpy array for a {output.type} output, got {type(pred).__name__}"

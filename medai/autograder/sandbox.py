@@ -20,6 +20,9 @@ sandbox can write to the host. A job with an ``oracle`` (the simulated clinician
 active-learning tasks, :mod:`medai.autograder.oracle`) gets a second pipe: each ``oracle`` request
 read from the result pipe is answered on it (``MEDAI_ORACLE_FD`` in the sandbox). A Kubernetes
 backend only needs to implement ``run(job)``.
+
+The sandbox itself is the *grading job* profile of :mod:`medai.isolation` (one bubblewrap
+builder, one limits object, one cgroup implementation for every sandbox of the project).
 """
 
 from __future__ import annotations
@@ -38,21 +41,11 @@ from pathlib import Path
 from typing import Protocol
 
 from medai.autograder import GradingError
+from medai.isolation import bwrap, profiles
+from medai.isolation.cgroups import Cgroup, join_argv
+from medai.isolation.limits import Limits
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-submission resource limits (``limits:`` in autograder/policy.yaml)."""
-
-    wall_s: float = 120.0
-    cpu_s: int = 120
-    memory_mb: int = 3072
-    processes: int = 64
-    file_size_mb: int = 64
-    scratch_mb: int = 256
-    open_files: int = 256
-    log_kb: int = 256
-    result_mb: int = 64
+__all__ = ["Limits", "SandboxJob", "SandboxResult", "BubblewrapBackend", "InsecureBackend"]
 
 
 @dataclass
@@ -83,101 +76,6 @@ class SandboxBackend(Protocol):
     secure: bool
 
     def run(self, job: SandboxJob) -> SandboxResult: ...
-
-
-# --------------------------------------------------------------------------- cgroups
-
-
-class _Cgroups:
-    """Per-sandbox ``pids`` (and, if possible, ``memory``) cgroups; v1 or v2."""
-
-    def __init__(self, name: str, limits: Limits) -> None:
-        self.dirs: list[Path] = []
-        self.pids = False
-        self.memory = False
-        own = _own_cgroups()
-        unified = Path("/sys/fs/cgroup")
-        if (unified / "cgroup.controllers").exists():  # cgroup v2
-            base = unified / own.get("", "/").lstrip("/")
-            ctrls = (base / "cgroup.subtree_control").read_text().split() if base.exists() else []
-            d = self._make(base / name)
-            if d and "pids" in ctrls:
-                self.pids = self._write(d / "pids.max", str(limits.processes))
-            if d and "memory" in ctrls:
-                self.memory = self._write(d / "memory.max", str(_mem_bytes(limits)))
-            return
-        for ctrl, fname, value in (
-            ("pids", "pids.max", str(limits.processes)),
-            ("memory", "memory.limit_in_bytes", str(_mem_bytes(limits))),
-        ):
-            base = Path("/sys/fs/cgroup") / ctrl / own.get(ctrl, "/").lstrip("/")
-            d = self._make(base / name)
-            if d and self._write(d / fname, value):
-                setattr(self, ctrl, True)
-                if ctrl == "memory":
-                    self._write(d / "memory.swappiness", "0")
-
-    def _make(self, d: Path) -> Path | None:
-        try:
-            d.mkdir()
-        except OSError:
-            return None
-        self.dirs.append(d)
-        return d
-
-    @staticmethod
-    def _write(path: Path, value: str) -> bool:
-        try:
-            path.write_text(value)
-            return True
-        except OSError:
-            return False
-
-    def procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs]
-
-    def kill_and_remove(self) -> None:
-        for _ in range(50):
-            alive = False
-            for d in self.dirs:
-                try:
-                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
-                except OSError:
-                    continue
-                for pid in pids:
-                    alive = True
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            if not alive:
-                break
-            time.sleep(0.05)
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-
-
-def _own_cgroups() -> dict[str, str]:
-    out: dict[str, str] = {}
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, ctrls, path = line.split(":", 2)
-            for c in ctrls.split(","):
-                out[c] = path
-    except OSError:
-        pass
-    return out
-
-
-def _mem_bytes(limits: Limits) -> int:
-    return (limits.memory_mb + limits.scratch_mb * 2) * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- running
@@ -264,7 +162,7 @@ def _execute(
     cwd: Path,
     env: dict[str, str],
     job: SandboxJob,
-    cg: _Cgroups,
+    cg: Cgroup,
 ) -> SandboxResult:
     """Run ``argv_for(result_fd, extra_env)`` inside ``cg``; enforce wall clock and output caps.
 
@@ -277,10 +175,7 @@ def _execute(
     if job.oracle is not None:
         answer_r, answer_w = os.pipe()
         extra_env["MEDAI_ORACLE_FD"] = str(answer_r)
-    wrapper: list[str] = []
-    if cg.dirs:  # join the cgroups before anything else runs, then exec the sandbox
-        script = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
-        wrapper = ["/bin/sh", "-c", script, "sh", *cg.procs_files(), "--"]
+    wrapper = join_argv(cg)  # join the cgroups before anything else runs, then exec
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -367,18 +262,7 @@ def _execute(
 
 
 def _sandbox_env(data: bool) -> dict[str, str]:
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/scratch",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "MEDAI_GRADING": "1",
-    }
+    env = dict(profiles.JOB_ENV) | {"MEDAI_GRADING": "1"}
     if data:
         env["MEDAI_DATA"] = "/data"
     return env
@@ -386,13 +270,7 @@ def _sandbox_env(data: bool) -> dict[str, str]:
 
 def _python_paths() -> list[Path]:
     """Folders the sandbox needs read-only to run this interpreter and import ``medai``."""
-    import medai
-
-    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    pkg = Path(medai.__file__).resolve().parent
-    if not any(pkg.is_relative_to(p) for p in paths):
-        paths.add(pkg)  # an editable install: the package folder only, never the whole checkout
-    return sorted(paths)
+    return [Path(p) for p in bwrap.Software.detect().paths]
 
 
 class BubblewrapBackend:
@@ -414,45 +292,20 @@ class BubblewrapBackend:
         if not shutil.which("prlimit"):
             raise GradingError("`prlimit` (util-linux) is missing; install util-linux")
 
-    def _argv(self, job: SandboxJob) -> list[str]:
-        lim = job.limits
-        a = [self.bwrap, "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000"]
-        a += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "grader"]
-        # Fresh /proc, /dev and the tmpfs mounts first: binds below may live under /tmp (a
-        # checkout in /tmp, say) and must not be hidden by the private /tmp mounted over them.
-        a += ["--proc", "/proc", "--dev", "/dev"]
-        a += ["--size", str(lim.scratch_mb * 1024 * 1024), "--tmpfs", "/scratch"]
-        a += ["--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp"]
-        a += ["--ro-bind", "/usr", "/usr"]
-        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            p = Path("/") / top
-            if p.is_symlink():
-                a += ["--symlink", os.readlink(p), str(p)]
-            elif p.is_dir():
-                a += ["--ro-bind", str(p), str(p)]
-        for etc in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf"):
-            a += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
-        a += ["--ro-bind", str(job.job_dir / "etc" / "passwd"), "/etc/passwd"]
-        a += ["--ro-bind", str(job.job_dir / "etc" / "group"), "/etc/group"]
-        for p in _python_paths():
-            a += ["--ro-bind", str(p), str(p)]
-        a += ["--ro-bind", str(job.job_dir), "/job"]
-        if job.data_dir is not None:
-            a += ["--ro-bind", str(job.data_dir), "/data"]
-        a += ["--remount-ro", "/", "--chdir", "/scratch", "--clearenv"]
-        return a
+    def _argv(self, job: SandboxJob, env: dict[str, str] | None = None) -> list[str]:
+        profile = profiles.grading_job(
+            job.job_dir, job.data_dir, bwrap.Software.detect(), job.limits, env or {}
+        )
+        return bwrap.argv(profile, self.bwrap)
 
     def run(self, job: SandboxJob) -> SandboxResult:
         job.job_dir = job.job_dir.resolve()
         if job.data_dir is not None:
             job.data_dir = job.data_dir.resolve()
-        etc = job.job_dir / "etc"
-        etc.mkdir(exist_ok=True)
-        (etc / "passwd").write_text("trainee:x:1000:1000:trainee:/scratch:/bin/sh\n")
-        (etc / "group").write_text("trainee:x:1000:\n")
-        cg = _Cgroups(f"medai-grade-{uuid.uuid4().hex[:12]}", job.limits)
+        bwrap.write_identity(job.job_dir / "etc", "trainee", "/scratch", shell="/bin/sh")
+        cg = Cgroup.create(f"medai-grade-{uuid.uuid4().hex[:12]}", job.limits)
         notes = []
-        if not cg.pids:
+        if "processes" not in cg.enforced:
             if os.geteuid() == 0:
                 cg.kill_and_remove()
                 raise GradingError(
@@ -464,13 +317,13 @@ class BubblewrapBackend:
         env = _sandbox_env(job.data_dir is not None)
 
         def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:
-            argv = _prlimit(job.limits, nproc=not cg.pids) + self._argv(job)
-            for k, v in {**env, "MEDAI_RESULT_FD": str(fd), **extra_env}.items():
-                argv += ["--setenv", k, v]
+            nproc = "processes" not in cg.enforced
+            argv = _prlimit(job.limits, nproc=nproc)
+            argv += self._argv(job, {**env, "MEDAI_RESULT_FD": str(fd), **extra_env})
             return [*argv, sys.executable, "-I", "-m", "medai.autograder.runner", "/job"]
 
         res = _execute(argv_for, job.job_dir, {"PATH": "/usr/bin:/bin"}, job, cg)
-        res.notes = notes + (["memory cgroup"] if cg.memory else [])
+        res.notes = notes + (["memory cgroup"] if "memory" in cg.enforced else [])
         return res
 
 
@@ -490,8 +343,9 @@ class InsecureBackend:
             env["HOME"] = str(scratch)
             if job.data_dir is not None:
                 env["MEDAI_DATA"] = str(job.data_dir)
-            cg = _Cgroups(f"medai-grade-{uuid.uuid4().hex[:12]}", job.limits)
-            argv = _prlimit(job.limits, nproc=not cg.pids and os.geteuid() != 0)
+            cg = Cgroup.create(f"medai-grade-{uuid.uuid4().hex[:12]}", job.limits)
+            nproc = "processes" not in cg.enforced and os.geteuid() != 0
+            argv = _prlimit(job.limits, nproc=nproc)
             argv += [sys.executable, "-I", "-m", "medai.autograder.runner", str(job.job_dir)]
 
             def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:

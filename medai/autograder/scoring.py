@@ -137,6 +137,7 @@ class ModelTruth:
 
     labels: Any  # hidden labels, aligned to the order of the public test inputs
     n: int  # number of test inputs
+    groups: Any = None  # each test input's group (public), for metrics by group
     members_labels: Any = None  # public labels of the members split, aligned to its inputs
     n_members: int = 0
 
@@ -152,7 +153,7 @@ def membership_pairs(
 
 def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
     """Validate recorded predictions, compute each metric on the hidden labels, average."""
-    from medai.autograder.metrics import METRICS, MetricError, compute
+    from medai.autograder.metrics import METRICS, MetricError, by_group, compute
     from medai.autograder.modeldata import OutputError, validate_output
 
     members = None
@@ -164,7 +165,7 @@ def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
         except OutputError as exc:
             return TaskScore(0.0, f"malformed predictions for the members: {exc}")
         got = got["test"]
-    if task.output.type != "spans" and isinstance(got, list):
+    if task.output.type not in ("spans", "answers") and isinstance(got, list):
         return TaskScore(0.0, "malformed predictions: expected an array, got a list")
     shape = np.asarray(truth.labels).shape[1:] if task.output.type == "mask" else None
     try:
@@ -173,19 +174,21 @@ def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
         return TaskScore(0.0, f"malformed predictions: {exc}")
     parts, total = [], 0.0
     for m in task.metrics:
-        labels, scored = truth.labels, pred
+        labels, scored, groups = truth.labels, pred, truth.groups
         if METRICS[m.name].membership:  # members against test cases
             labels, scored = membership_pairs(truth.members_labels, members, truth.labels, pred)
+            groups = None  # the attack pairs members with test cases: test groups do not apply
         try:
-            value = compute(m.name, labels, scored, match_label=m.match_label)
+            value = compute(m.name, labels, scored, match_label=m.match_label, groups=groups)
         except MetricError as exc:
             parts.append(f"{m.name}: not computable ({exc}): 0")
             continue
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
         total += frac
+        detail = by_group(m.name, truth.labels, pred, truth.groups)
         parts.append(
             f"{m.name} {value:.3f} (full marks at {m.full_marks_at:g}, none at "
-            f"{m.zero_marks_at:g}): {frac:.0%}"
+            f"{m.zero_marks_at:g}): {frac:.0%}" + (f" [{detail}]" if detail else "")
         )
     frac = total / len(task.metrics)
     where = f" on the hidden test split ({truth.n} cases"

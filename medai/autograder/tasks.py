@@ -194,6 +194,15 @@ class DataSource(_Strict):
 class Split(_Strict):
     inputs: DataSource
     labels: DataSource
+    groups: DataSource | None = Field(
+        None,
+        description="Public: each input's group (skin tone, region, ...), for metrics by group; "
+        "aligned to the inputs like the labels.",
+    )
+    relabel: dict[str, str] = Field(
+        default_factory=dict,
+        description="Merge group values before scoring, e.g. {under_resourced: rural}.",
+    )
 
     @model_validator(mode="after")
     def _inputs_public(self) -> Split:
@@ -202,10 +211,14 @@ class Split(_Strict):
                 "inputs must be public (hidden: true is only for labels): the trainee's predict "
                 "function runs on them inside the sandbox"
             )
+        if self.groups is not None and self.groups.hidden:
+            raise ValueError("groups must be public: the instant feedback reports them too")
+        if self.relabel and self.groups is None:
+            raise ValueError("`relabel` merges group values: give `groups` too")
         return self
 
 
-OutputType = Literal["proba", "score", "label", "mask", "spans", "risk"]
+OutputType = Literal["proba", "score", "label", "mask", "spans", "risk", "answers"]
 
 
 class OutputSpec(_Strict):
@@ -302,6 +315,11 @@ class ModelTask(_Strict):
         if self.members is not None and self.members.labels.hidden:
             raise ValueError("members.labels must be public: they are the model's training data")
         for m in self.metrics:
+            if METRICS[m.name].grouped and (self.dev.groups is None or self.test.groups is None):
+                raise ValueError(
+                    f"metric '{m.name}' is computed by group: give `groups` (a public source "
+                    "of each input's group) in both dev and test"
+                )
             ok = METRICS[m.name].accepts
             if not ok(self.output):
                 raise ValueError(

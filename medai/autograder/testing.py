@@ -30,6 +30,25 @@ def _env() -> dict[str, str]:
     }
 
 
+def lab_data_key() -> bytes:
+    """The data secret tests and benchmarks generate hidden splits with, as a deployment does
+    (``medai up`` keys them with ``<state>/secrets/data.key``): ``$MEDAI_TEST_DATA_KEY`` (64 hex
+    digits) when set, so a lab's thresholds can be checked under other keys, else a fixed key."""
+    import hashlib
+    import os
+
+    given = os.environ.get("MEDAI_TEST_DATA_KEY", "").strip()
+    if given:
+        try:
+            key = bytes.fromhex(given)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError("MEDAI_TEST_DATA_KEY must be 64 hexadecimal digits (32 bytes)")
+        return key
+    return hashlib.sha256(b"medai tests: a fixed deployment data key").digest()
+
+
 def make_course(course_dir: Path, lab_src: Path, lab: str, course_id: str = "medai101") -> Path:
     """Create a course with ``lab`` generated from ``lab_src``; return the course directory."""
     course_dir = Path(course_dir)
@@ -165,7 +184,13 @@ def hidden_model_scores(
     import yaml
 
     from medai.autograder.metrics import compute
-    from medai.autograder.modeldata import load_source, to_plain_output, validate_output
+    from medai.autograder.modeldata import (
+        align,
+        load_groups,
+        load_source,
+        to_plain_output,
+        validate_output,
+    )
     from medai.autograder.tasks import load_tasks
 
     spec = load_tasks(lab_dir / "tasks.yaml").tasks[task_id]
@@ -194,5 +219,62 @@ def hidden_model_scores(
     inputs = load_source(spec.test.inputs, public)
     pred = to_plain_output(recorded[task_id](inputs.value), spec.output, inputs.ids)
     pred = validate_output(pred, spec.output, len(inputs.value), mask_shape)
-    labels = load_source(spec.test.labels, public, hidden).value
-    return {m.name: compute(m.name, labels, pred) for m in spec.metrics}
+    labels = align(inputs, load_source(spec.test.labels, public, hidden), "test split")
+    groups = load_groups(spec.test, inputs, public)
+    return {m.name: compute(m.name, labels, pred, groups=groups) for m in spec.metrics}
+
+
+def with_answers(source_nb: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """Lab ``source_nb`` with the solution region of each cell named in ``answers`` (grade_id ->
+    code) replaced; a named cell must hold exactly one solution region."""
+    nb = nbformat.read(source_nb, as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    for gid, answer in answers.items():
+        if gid not in cells:
+            raise KeyError(f"{source_nb.name} has no cell {gid!r}")
+        new, n = SOLUTION_REGION.subn(lambda _m, a=answer: a, cells[gid].source)
+        if n != 1:
+            raise ValueError(f"cell {gid!r} has {n} solution regions; expected exactly one")
+        cells[gid].source = new
+    return nb
+
+
+def public_verdicts(nb: nbformat.NotebookNode, lab_dir: Path, data_root: Path) -> dict[str, str]:
+    """Run a lab notebook's code cells in this process with the real ``check`` in public mode
+    (what a trainee's kernel and papermill run) on the public data of ``data_root``; return each
+    check cell's verdict, ``"PASS"`` or ``"FAIL"`` (a failed check stops only its own cell).
+    Cheaper than papermill for lab tests; for our own notebooks, never untrusted code."""
+    import contextlib
+    import io
+    import os
+
+    from medai.autograder import lab
+
+    saved = {k: os.environ.get(k) for k in ("MEDAI_DATA", "MEDAI_TASKS")}
+    os.environ["MEDAI_DATA"] = str(data_root / "public")
+    os.environ["MEDAI_TASKS"] = str(lab_dir / "tasks.yaml")
+    spec, lab._public_spec = lab._public_spec, None
+    found: dict[str, str] = {}
+    ns: dict = {}
+    try:
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code":
+                continue
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(cell.source, ns)
+            except lab.CheckFailed:
+                found[meta.get("grade_id", "?")] = "FAIL"
+                continue
+            if meta.get("grade"):
+                found[meta["grade_id"]] = "PASS" if "PASS [" in out.getvalue() else "no verdict"
+    finally:
+        lab._public_spec = spec
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return found

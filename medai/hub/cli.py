@@ -32,7 +32,29 @@ def up(
         DEFAULT_STATE, help="State folder: hub database, gradebook, homes (kept across runs)."
     ),
     demo: bool = typer.Option(
-        False, help="Give users without a password a fixed demo password, and print them."
+        False,
+        help="Give users without a password a random demo password (made once per state "
+        "folder, kept in <state>/hub/demo-passwords.json) and print them.",
+    ),
+    ssl_cert: Path = typer.Option(
+        None,
+        "--ssl-cert",
+        readable=False,  # checked by check_tls_files, with the fix in the message
+        help="Serve HTTPS with this certificate (PEM, with its chain); needs --ssl-key.",
+        show_default=False,
+    ),
+    ssl_key: Path = typer.Option(
+        None,
+        "--ssl-key",
+        readable=False,  # checked by check_tls_files, with the fix in the message
+        help="The private key (PEM, unencrypted) of --ssl-cert.",
+        show_default=False,
+    ),
+    public_host: str = typer.Option(
+        "localhost",
+        help="The name users open (hub at http://NAME:PORT). Every user's server and service "
+        "gets a subdomain of it, so NAME and *.NAME must reach this machine: localhost does "
+        "by itself; on a LAN use a wildcard DNS name (see the README).",
     ),
 ) -> None:
     """Prepare the course (data, labs, gradebook) and run the embedded JupyterHub."""
@@ -40,7 +62,17 @@ def up(
 
     cfg = _load(config)
     try:
-        code = run_up(cfg, config_path=config, state=state, ip=ip, port=port, demo=demo)
+        code = run_up(
+            cfg,
+            config_path=config,
+            state=state,
+            ip=ip,
+            port=port,
+            demo=demo,
+            ssl_cert=ssl_cert,
+            ssl_key=ssl_key,
+            public_host=public_host,
+        )
     except LaunchError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None

@@ -8,20 +8,40 @@ applies it with :func:`apply_settings`. Tests read the mapping directly, without
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from medai.config import CourseConfig
 from medai.hub import roles
-from medai.hub.isolation import Software, common_argv
-from medai.hub.layout import (
-    SANDBOX_COURSE_ROOT,
-    SANDBOX_DATA,
-    SANDBOX_DATA_ROOT,
-    SANDBOX_EXCHANGE,
-    StateLayout,
-)
+from medai.hub.layout import SANDBOX_COURSE_ROOT, StateLayout
+from medai.hub.origins import Origins
+from medai.hub.staffpages import FORMGRADER_SERVER_ARGS
+from medai.isolation import bwrap, launch, profiles
+from medai.isolation.bwrap import Software
+from medai.isolation.limits import Limits, parse_mb
+
+# Password guessing (see medai.hub.auth): an account locks after this many wrong passwords for
+# this long; one client address is refused after this many failed logins within this window.
+ACCOUNT_FAILED_LOGINS = 10
+ACCOUNT_LOCK_SECONDS = 600
+ADDRESS_FAILED_LOGINS = 30
+ADDRESS_WINDOW_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Certificate (chain) and private key the public endpoint serves HTTPS with, as absolute
+    paths (checked by :func:`medai.hub.launcher.check_tls_files`)."""
+
+    cert: str
+    key: str
+
+
+def public_scheme(tls: TlsFiles | None) -> str:
+    """The scheme of every public URL of the hub: the one place it is decided."""
+    return "https" if tls is not None else "http"
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,22 @@ class Ports:
     hub: int  # the hub's own API, loopback only
     proxy_api: int  # configurable-http-proxy's REST API, loopback only
     formgrader: int  # the course's formgrader service, loopback only
+    grading: int  # the trusted grading service, loopback only
+
+
+# The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
+# (JupyterHub's templates), so their script-src cannot be narrowed without forking the
+# templates. They render no markup a trainee controls (names come from the course file and
+# JupyterHub escapes them), and with subdomain_host no trainee page shares their origin, so the
+# policy keeps JupyterHub's frame-ancestors and report-uri and adds the cheap restrictions.
+HUB_CSP = "; ".join(
+    [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "report-uri /hub/security/csp-report",
+    ]
+)
 
 
 def grader_account(course: str) -> str:
@@ -37,28 +73,40 @@ def grader_account(course: str) -> str:
     return f"{course}-grader"
 
 
+def formgrader_limits(cfg: CourseConfig) -> Limits:
+    """The formgrader gets the largest local profile's memory (it renders every submission)."""
+    local = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
+    mem = max(parse_mb(p.mem_limit) for p in local)
+    return Limits.server(memory_mb=mem, cpus=None, processes=512)
+
+
+def grading_page_path() -> str:
+    """Path of the grading page below the hub's public URL (one place, for `medai up` and the
+    formgrader's messages)."""
+    return f"/services/{roles.GRADING_SERVICE}/"
+
+
 def formgrader_argv(
-    layout: StateLayout, course: str, software: Software, bwrap: str = "bwrap"
+    layout: StateLayout, course: str, software: Software, bwrap_exe: str = "bwrap"
 ) -> list[str]:
-    """The formgrader runs in a sandbox too: it sees the course folder, the whole exchange and
-    the data (public and hidden), but not the hub's database, secrets or users' homes."""
-    ex = layout.exchange(course)
-    argv = common_argv(bwrap, layout.sandbox_etc(grader_account(course)), software)
-    argv += ["--bind", str(layout.course_dir(course)), SANDBOX_COURSE_ROOT]
-    argv += ["--setenv", "HOME", "/tmp"]
-    argv += ["--ro-bind", str(ex / "inbound"), f"{SANDBOX_EXCHANGE}/{course}/inbound"]
-    argv += ["--bind", str(ex / "outbound"), f"{SANDBOX_EXCHANGE}/{course}/outbound"]
-    argv += ["--bind", str(ex / "feedback"), f"{SANDBOX_EXCHANGE}/{course}/feedback"]
-    argv += ["--ro-bind", str(layout.public_data), SANDBOX_DATA]
-    argv += ["--ro-bind", str(layout.data), SANDBOX_DATA_ROOT]
-    argv += ["--setenv", "MEDAI_DATA", SANDBOX_DATA]
-    # where nbgrader-side tools in the formgrader find the data root and the course
-    argv += ["--setenv", "MEDAI_DATA_ROOT", SANDBOX_DATA_ROOT]
-    argv += ["--setenv", "MEDAI_COURSE_DIR", SANDBOX_COURSE_ROOT]
-    argv += ["--setenv", "PATH", software.path_env]
-    argv += ["--setenv", "JUPYTER_CONFIG_PATH", SANDBOX_COURSE_ROOT]
-    argv += ["--chdir", SANDBOX_COURSE_ROOT, "--"]
-    return argv
+    """The formgrader's sandbox: the course folder and the exchange, not the hub's database,
+    secrets, users' homes or hidden data (see medai.isolation.profiles.formgrader)."""
+    profile = profiles.formgrader(
+        layout, course, grader_account(course), software, Limits.server(memory_mb=4096, cpus=None)
+    )
+    return bwrap.argv(profile, bwrap_exe)
+
+
+def formgrader_guard_args(ports: Ports, grading_page: str | None = None) -> list[str]:
+    """Formgrader command-line options: load medai.hub.formgrader_guard (Autograde goes to the
+    grading service, nbgrader's executor never runs there). On the command line, so no
+    configuration file in the course folder can switch it off."""
+    service = f"http://127.0.0.1:{ports.grading}{grading_page_path()}"
+    return [
+        "--ServerApp.jpserver_extensions=medai.hub.formgrader_guard=True",
+        f"--MedaiFormgraderGuard.grading_api={service}api",
+        f"--MedaiFormgraderGuard.grading_page={grading_page or grading_page_path()}",
+    ]
 
 
 def build_hub_settings(
@@ -71,8 +119,14 @@ def build_hub_settings(
     software: Software,
     bwrap: str = "bwrap",
     log_level: str = "INFO",
+    tls: TlsFiles | None = None,
+    public_host: str = "localhost",
 ) -> dict[str, dict]:
+    """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
+    record); the hub is served there, each user's server and each service on a subdomain of
+    it (see :mod:`medai.hub.origins`)."""
     course = cfg.course.id
+    origins = Origins(public_host, ports.public, scheme=public_scheme(tls))
     hub_dir = layout.hub
     venv_bin = Path(sys.executable).parent
     singleuser = str(venv_bin / "jupyterhub-singleuser")
@@ -84,9 +138,43 @@ def build_hub_settings(
         "display": True,
         "url": f"http://127.0.0.1:{ports.formgrader}",
         "oauth_no_confirm": True,
-        "command": formgrader_argv(layout, course, software, bwrap)
-        + [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"],
+        "command": launch.command(
+            f"medai-formgrader-{course}",
+            formgrader_limits(cfg),
+            formgrader_argv(layout, course, software, bwrap),
+            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
+            + formgrader_guard_args(ports, origins.service_url(roles.GRADING_SERVICE) + "/")
+            + list(FORMGRADER_SERVER_ARGS),
+            forward=ports.formgrader,
+            # the hub's API, and the grading service (Autograde forwards to it)
+            outbound=[ports.hub, ports.grading],
+        ),
         "cwd": str(layout.course_dir(course)),
+        # the user's formgrader token may reach the grading service: Autograde forwards with it
+        # (JupyterHub grants it only to users who hold the scope themselves: course staff)
+        "oauth_client_allowed_scopes": [f"access:services!service={roles.GRADING_SERVICE}"],
+    }
+    # The trusted grading service: on the host, outside every sandbox, like the exchange keeper.
+    grading = {
+        "name": roles.GRADING_SERVICE,
+        "display": True,
+        "url": f"http://127.0.0.1:{ports.grading}",
+        "oauth_no_confirm": True,
+        "command": [
+            sys.executable,
+            "-m",
+            "medai.hub.grading",
+            "--state",
+            str(layout.root),
+            "--course",
+            course,
+            "--title",
+            cfg.course.title,
+            "--labs",
+            json.dumps([{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release]),
+            "--bwrap",
+            bwrap,
+        ],
         "oauth_client_allowed_scopes": [],
     }
     receipts = {
@@ -105,9 +193,9 @@ def build_hub_settings(
         ],
     }
 
-    return {
+    settings = {
         "JupyterHub": {
-            "bind_url": f"http://{ip}:{ports.public}",
+            "bind_url": f"{public_scheme(tls)}://{ip}:{ports.public}",
             "hub_bind_url": f"http://127.0.0.1:{ports.hub}",
             "db_url": f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(hub_dir / "jupyterhub_cookie_secret"),
@@ -116,10 +204,13 @@ def build_hub_settings(
             "spawner_class": "medai.hub.spawner.BwrapSpawner",
             "load_groups": roles.hub_groups(cfg),
             "load_roles": roles.hub_roles(cfg),
-            "services": [formgrader, receipts],
+            "services": [formgrader, receipts, grading],
             "cleanup_servers": True,
             "log_level": log_level,
             "template_vars": {"medai_course": cfg.course.title, "medai_course_id": course},
+            # Own origins: the hub on public_host, user servers and services on subdomains.
+            "subdomain_host": origins.hub,
+            "tornado_settings": {"headers": {"Content-Security-Policy": HUB_CSP}},
         },
         "ConfigurableHTTPProxy": {
             "command": proxy_command,
@@ -130,8 +221,17 @@ def build_hub_settings(
             "allowed_users": sorted(cfg.people.everyone),
             "admin_users": [],
         },
-        "NativeAuthenticator": {"enable_signup": False, "open_signup": False},
-        "MedaiAuthenticator": {"accounts_file": str(layout.accounts_file)},
+        "NativeAuthenticator": {
+            "enable_signup": False,
+            "open_signup": False,
+            "allowed_failed_logins": ACCOUNT_FAILED_LOGINS,
+            "seconds_before_next_try": ACCOUNT_LOCK_SECONDS,
+        },
+        "MedaiAuthenticator": {
+            "accounts_file": str(layout.accounts_file),
+            "failed_logins_per_ip": ADDRESS_FAILED_LOGINS,
+            "ip_window_seconds": ADDRESS_WINDOW_SECONDS,
+        },
         "Spawner": {
             "default_url": "/lab",
             "http_timeout": 90,
@@ -146,9 +246,26 @@ def build_hub_settings(
             "software_paths": list(software.paths),
             "path_env": software.path_env,
             "bwrap": bwrap,
+            "max_processes": profile.max_processes,
             "server_cmd": [singleuser],
         },
     }
+    if tls is not None:
+        _add_tls(settings, tls)
+    return settings
+
+
+def _add_tls(settings: dict[str, dict], tls: TlsFiles) -> None:
+    """HTTPS on the public endpoint (configurable-http-proxy terminates it), and every cookie
+    marked ``Secure``: the hub's (``cookie_options``, which JupyterHub also hands to the users'
+    servers and services for their login cookies) and the servers' own ``_xsrf`` cookies
+    (``secure_cookies``: see :func:`medai.hub.spawner.set_secure_xsrf_cookie`)."""
+    hub = settings["JupyterHub"]
+    hub["ssl_cert"] = tls.cert
+    hub["ssl_key"] = tls.key
+    tornado = hub.setdefault("tornado_settings", {})
+    tornado.setdefault("cookie_options", {})["secure"] = True
+    settings["BwrapSpawner"]["secure_cookies"] = True
 
 
 def apply_settings(c, settings: dict[str, dict]) -> None:

@@ -4,7 +4,8 @@ Steps, each with a clear message when it cannot be done:
 
 1. check the tools (bubblewrap and user namespaces, configurable-http-proxy) and the port;
 2. lay out the state folder (kept across restarts: hub database, gradebook, homes, exchange);
-3. generate the course's datasets (once per name/size/seed);
+3. generate the course's datasets (once per name/size/seed/key), hidden splits keyed by the
+   deployment's data secret (``<state>/secrets/data.key``, made on the first start);
 4. set up the nbgrader course folder, the gradebook roster and release the labs
    (a lab that fails to release is reported and skipped; the others are served);
 5. write the hub settings and run JupyterHub (with configurable-http-proxy) until Ctrl-C.
@@ -13,14 +14,18 @@ Steps, each with a clear message when it cannot be done:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +36,21 @@ import bcrypt
 from medai import ensure_env_bin_on_path
 from medai.config import CourseConfig
 from medai.hub.auth import read_accounts, write_accounts
-from medai.hub.hubconfig import Ports, build_hub_settings, grader_account
-from medai.hub.isolation import IsolationError, Software, find_bwrap, write_sandbox_etc
+from medai.hub.hubconfig import (
+    Ports,
+    TlsFiles,
+    build_hub_settings,
+    grader_account,
+    public_scheme,
+)
 from medai.hub.layout import SANDBOX_EXCHANGE, StateLayout
-from medai.hub.spawner import prepare_user
+from medai.hub.origins import Origins, OriginsError, check_public_host
+from medai.hub.roles import GRADING_SERVICE
+from medai.hub.spawner import prepare_user, set_secure_xsrf_cookie
+from medai.hub.staffpages import STAFF_EXPORTER
+from medai.isolation import cgroups, quota
+from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
+from medai.isolation.launch import LaunchFailed, find_pasta
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -72,6 +88,18 @@ def check_bwrap() -> str:
     return bwrap
 
 
+def check_pasta() -> str:
+    try:
+        return find_pasta()
+    except LaunchFailed as exc:
+        raise LaunchError(str(exc)) from None
+
+
+def check_limits() -> cgroups.Probe:
+    """Which resource limits this machine lets us enforce (said at start, never silently)."""
+    return cgroups.probe()
+
+
 def find_proxy() -> list[str]:
     local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
     if local.exists():
@@ -101,6 +129,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def choose_origins(ip: str, port: int, public_host: str, scheme: str = "http") -> Origins:
+    """Where users reach the hub; user servers and services get subdomains of it."""
+    try:
+        host = check_public_host(public_host)
+    except OriginsError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        loopback = ip == "localhost" or ipaddress.ip_address(ip).is_loopback
+    except ValueError:  # a host name: it may name another interface
+        loopback = False
+    if host == "localhost" and not loopback:
+        raise LaunchError(
+            f"--ip {ip} serves other machines, but their browsers cannot reach "
+            "http://localhost: give the name they open with --public-host NAME, a DNS name "
+            "whose wildcard *.NAME also points at this machine (see the README's classroom "
+            "LAN section)"
+        )
+    return Origins(host, port, scheme=scheme)
+
+
 def choose_ports(ip: str, port: int) -> Ports:
     if not 1 <= port <= 65535:
         raise LaunchError(f"--port {port} is not a TCP port (1-65535)")
@@ -111,12 +159,56 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 3:
+    while len(picks) < 4:
         p = free_port()
         if p not in taken:
             taken.add(p)
             picks.append(p)
-    return Ports(public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2])
+    return Ports(
+        public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2], grading=picks[3]
+    )
+
+
+def check_tls_files(cert: Path | None, key: Path | None) -> TlsFiles | None:
+    """Check ``--ssl-cert``/``--ssl-key`` before anything starts: both or neither, readable,
+    PEM, and the key belonging to the certificate (configurable-http-proxy would only fail
+    later, in the hub log)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = ("--ssl-cert", "--ssl-key") if key is None else ("--ssl-key", "--ssl-cert")
+        raise LaunchError(f"{given} needs {missing} too: give the certificate and its key.")
+    paths = {}
+    for option, path in (("--ssl-cert", cert), ("--ssl-key", key)):
+        path = path.expanduser().resolve()
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except FileNotFoundError:
+            raise LaunchError(f"{option} {path}: no such file.") from None
+        except IsADirectoryError:
+            raise LaunchError(f"{option} {path}: is a folder, not a PEM file.") from None
+        except PermissionError:
+            raise LaunchError(
+                f"{option} {path}: not readable by this user (uid {os.getuid()}). "
+                "Fix its permissions (the key: readable by the hub's user only, chmod 600)."
+            ) from None
+        paths[option] = path
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(paths["--ssl-cert"], paths["--ssl-key"])
+    except ssl.SSLError as exc:
+        why = (
+            "the key does not belong to the certificate"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else f"not a PEM certificate and private key ({exc.reason or exc})"
+        )
+        raise LaunchError(
+            f"--ssl-cert {paths['--ssl-cert']} / --ssl-key {paths['--ssl-key']}: {why}. "
+            "Give the certificate (PEM, with its chain) and the unencrypted private key made "
+            "with it."
+        ) from None
+    return TlsFiles(cert=str(paths["--ssl-cert"]), key=str(paths["--ssl-key"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +241,7 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
         ) from None
     for user in cfg.people.everyone:
         prepare_user(layout, user, [course])
-    write_sandbox_etc(layout, grader_account(course))
+    write_identity(layout.sandbox_etc(grader_account(course)), grader_account(course), "/tmp")
     return layout
 
 
@@ -158,20 +250,30 @@ def prepare_state(cfg: CourseConfig, state: Path) -> StateLayout:
 
 
 def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
+    """Generate the course's datasets; their hidden splits are keyed by the deployment's data
+    secret (made once in ``<state>/secrets``), so no trainee can regenerate them."""
     if not cfg.datasets:
         return
-    from medai.synthetic.core import DataError, generate, get_spec
+    from medai.synthetic.core import DataError, fingerprint, generate, get_spec
+    from medai.synthetic.secret import ensure_secret
 
+    try:
+        secret, created = ensure_secret(layout.data_secret)
+    except DataError as exc:
+        raise LaunchError(str(exc)) from None
+    if created:
+        say(f"  data: made the hidden splits' key {layout.data_secret} (keep it private)")
     for ds in cfg.datasets:
         stamp = layout.data / "manifests" / f"{ds.name}.params.json"
-        params = {"n": ds.n, "seed": ds.seed}
+        # the key's fingerprint, not the key: a new key regenerates, the stamp reveals nothing
+        params = {"n": ds.n, "seed": ds.seed, "key": fingerprint(secret)}
         if stamp.exists() and json.loads(stamp.read_text()) == params:
             say(f"  data: {ds.name} already generated")
             continue
         try:
             spec = get_spec(ds.name)
             t0 = time.monotonic()
-            generate(ds.name, layout.data, n=ds.n, seed=ds.seed)
+            generate(ds.name, layout.data, n=ds.n, seed=ds.seed, secret=secret)
         except (DataError, ImportError) as exc:
             raise LaunchError(f"dataset '{ds.name}' could not be generated: {exc}") from None
         stamp.write_text(json.dumps(params))
@@ -190,6 +292,10 @@ def nbgrader_course_config(course: str) -> str:
         f"c.CourseDirectory.course_id = {course!r}\n"
         f"c.Exchange.root = {SANDBOX_EXCHANGE!r}\n"
         "c.Exchange.path_includes_course = True\n"
+        "# Pages staff open render submitted HTML: sanitised, MathJax served locally\n"
+        "# (medai.hub.staffpages; the formgrader's extension enforces the same).\n"
+        "c.HTMLExporter.sanitize_html = True\n"
+        f"c.GenerateFeedback.exporter_class = {STAFF_EXPORTER!r}\n"
     )
 
 
@@ -258,24 +364,55 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 6) -> str:
 # accounts
 
 
-def demo_password(user: str) -> str:
+DEMO_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off a screen
+
+
+def new_demo_password() -> str:
+    """A random password, easy to copy from a screen: 3 groups of 4 (about 59 bits)."""
+    return "-".join("".join(secrets.choice(DEMO_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
+def legacy_demo_password(user: str) -> str:
+    """What ``--demo`` set before random demo passwords; replaced where it is still in use."""
     return f"medai-demo-{user}"
 
 
-def set_password(layout: StateLayout, user: str, password: str) -> None:
+def set_password(layout: StateLayout, user: str, password: str) -> str:
+    """Set ``user``'s password in the accounts file; return its bcrypt hash."""
     accounts = read_accounts(layout.accounts_file)
     accounts[user] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     write_accounts(layout.accounts_file, accounts)
+    return accounts[user]
 
 
 def ensure_demo_accounts(cfg: CourseConfig, layout: StateLayout) -> dict[str, str]:
+    """Random demo passwords, made once per state folder and kept (mode 0600) in
+    ``hub/demo-passwords.json``; return ``{user: password}`` of the users who still have theirs.
+
+    A user whose password the instructor set (``medai accounts set-password``) keeps it and is
+    not listed; one still on the old predictable ``medai-demo-<name>`` gets a random one."""
+    path = layout.demo_passwords_file
+    try:
+        demo = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        demo = {}
     accounts = read_accounts(layout.accounts_file)
-    shown = {}
     for user in cfg.people.everyone:
-        if user not in accounts:
-            set_password(layout, user, demo_password(user))
-        shown[user] = demo_password(user)
-    return shown
+        pw_hash = accounts.get(user)
+        mine = demo.get(user)
+        if isinstance(mine, dict) and pw_hash is not None and mine.get("hash") == pw_hash:
+            continue  # still the demo password made here
+        if isinstance(mine, dict) and pw_hash is None:  # the accounts file was reset: keep it
+            mine["hash"] = set_password(layout, user, mine["password"])
+            continue
+        demo.pop(user, None)
+        legacy = legacy_demo_password(user).encode()
+        if pw_hash is not None and not bcrypt.checkpw(legacy, pw_hash.encode()):
+            continue  # the instructor set this one
+        password = new_demo_password()
+        demo[user] = {"password": password, "hash": set_password(layout, user, password)}
+    write_accounts(path, demo)  # atomically, mode 0600 (also when it was made wider)
+    return {u: demo[u]["password"] for u in cfg.people.everyone if u in demo}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,15 +428,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+def wait_until_up(
+    url: str, proc: subprocess.Popen, timeout: float, log: Path, connect: str | None = None
+) -> None:
+    """Wait until ``url`` + ``/hub/api`` answers 200. ``connect``: the ``http://ip:port`` to
+    open instead (the public name may not resolve on this machine), with the public host in
+    the Host header, as the proxy routes by host."""
     deadline = time.monotonic() + timeout
+    target = (connect or url) + "/hub/api"
+    headers = {"Host": urllib.parse.urlsplit(url).netloc} if connect else {}
+    # Our own process on loopback: its certificate may well be self-signed for another name.
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LaunchError(
                 f"JupyterHub exited during start (code {proc.returncode}).\n" + tail_file(log)
             )
         try:
-            with urllib.request.urlopen(url + "/hub/api", timeout=2) as r:
+            req = urllib.request.Request(target, headers=headers)
+            with urllib.request.urlopen(req, timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -327,6 +474,15 @@ class Hub:
     layout: StateLayout
     ports: Ports
     log: Path
+    origins: Origins = field(default_factory=Origins)
+
+    def server_url(self, user: str) -> str:
+        """``user``'s server, on its own origin (``http://alice.localhost:PORT/user/alice``)."""
+        return self.origins.server_url(user)
+
+    def service_url(self, name: str) -> str:
+        """A service, on its own origin (``http://c--service.localhost:PORT/services/c``)."""
+        return self.origins.service_url(name)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -351,20 +507,35 @@ def start_hub(
     echo: Callable[[str], None] = say,
     start_timeout: float = 180,
     settings_hook: Callable[[dict], None] | None = None,
+    ssl_cert: Path | None = None,
+    ssl_key: Path | None = None,
+    public_host: str = "localhost",
 ) -> tuple[Hub, dict[str, str], CourseReport]:
     """Prepare everything and start the hub; return once it answers on its public URL.
 
+    ``public_host``: the name users open; the hub is at ``http://<public_host>:<port>``, each
+    user's server and each service on a subdomain of it (:mod:`medai.hub.origins`).
+
     ``settings_hook`` may edit the generated settings before the hub reads them (the benchmark
-    uses it to run the same hub without sandboxes, for comparison).
+    uses it to run the same hub without sandboxes, for comparison). With ``ssl_cert`` and
+    ``ssl_key`` the public URL is HTTPS.
     """
     ensure_env_bin_on_path()
+    tls = check_tls_files(ssl_cert, ssl_key)
     bwrap = check_bwrap()
+    check_pasta()
     proxy = find_proxy()
+    limits = check_limits()
+    echo(f"Sandbox limits: {limits.describe()}")
+    origins = choose_origins(ip, port, public_host, public_scheme(tls))
     ports = choose_ports(ip, port)
     echo(f"Preparing course '{cfg.course.id}' in {state}")
     layout = prepare_state(cfg, state)
+    echo(quota.probe(layout.root).describe())
     prepare_data(cfg, layout)
     report = prepare_course(cfg, layout, config_path.parent)
+    # the formgrader reads its Jupyter configuration from the course folder
+    set_secure_xsrf_cookie(layout.course_dir(cfg.course.id), tls is not None)
     for lab in report.released:
         echo(f"  lab: {lab} released")
     for lab, why in report.failed.items():
@@ -380,6 +551,8 @@ def start_hub(
         software=Software.detect(),
         bwrap=bwrap,
         log_level=log_level,
+        tls=tls,
+        public_host=origins.host,
     )
     if settings_hook is not None:
         settings_hook(settings)
@@ -398,10 +571,14 @@ def start_hub(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    url = f"http://{ip}:{ports.public}"
-    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log)
+    url = origins.hub
+    hub = Hub(proc=proc, url=url, layout=layout, ports=ports, log=log, origins=origins)
+    local = "127.0.0.1" if ip in ("0.0.0.0", "", "localhost") else ip
+    if ":" in local:
+        local = f"[{local}]" if local != "::" else "[::1]"
     try:
-        wait_until_up(url, proc, start_timeout, log)
+        connect = f"{public_scheme(tls)}://{local}:{ports.public}"
+        wait_until_up(url, proc, start_timeout, log, connect=connect)
     except BaseException:
         hub.stop()
         raise
@@ -413,13 +590,30 @@ def _terminate(signum, frame):
 
 
 def run_up(
-    cfg: CourseConfig, *, config_path: Path, state: Path, ip: str, port: int, demo: bool
+    cfg: CourseConfig,
+    *,
+    config_path: Path,
+    state: Path,
+    ip: str,
+    port: int,
+    demo: bool,
+    ssl_cert: Path | None = None,
+    ssl_key: Path | None = None,
+    public_host: str = "localhost",
 ) -> int:
     # SIGTERM during preparation or start behaves like Ctrl-C: start_hub stops what it started.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         hub, passwords, report = start_hub(
-            cfg, config_path=config_path, state=state, ip=ip, port=port, demo=demo
+            cfg,
+            config_path=config_path,
+            state=state,
+            ip=ip,
+            port=port,
+            demo=demo,
+            ssl_cert=ssl_cert,
+            ssl_key=ssl_key,
+            public_host=public_host,
         )
     except KeyboardInterrupt:
         say("Interrupted during start; nothing left running.")
@@ -431,13 +625,14 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     course = cfg.course.id
     say("")
     say(f"MedAI Lab is running: {hub.url}")
-    say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  formgrader (instructors, TAs): {hub.service_url(course)}/formgrader")
+    say(f"  grading page (instructors, TAs): {hub.service_url(GRADING_SERVICE)}/")
     say(f"  hub log: {hub.log}")
     if passwords:
-        say("  demo accounts (user / password):")
+        say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")
         for role in ("instructors", "tas", "trainees"):
             for user in getattr(cfg.people, role):
-                say(f"    {role[:-1]:<10} {user:<12} {passwords[user]}")
+                say(f"    {role[:-1]:<10} {user:<12} {passwords.get(user, '(set by instructor)')}")
     else:
         have = read_accounts(hub.layout.accounts_file)
         missing = [u for u in cfg.people.everyone if u not in have]

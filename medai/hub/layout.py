@@ -5,9 +5,11 @@ inside (``/home/<user>``, ``/srv/medai/exchange``, ``/data``) are constants shar
 
 Host side, below the state folder (``medai up --state DIR``)::
 
-    hub/                      hub database, cookie secret, settings.json, accounts.json, logs
+    hub/                      hub database, cookie secret, settings.json, accounts.json,
+                              demo-passwords.json (--demo), logs
     data/public/<dataset>/    public splits      -> /data (read-only) in every user sandbox
     data/hidden/<dataset>/    hidden splits      -> graders only, never in a user sandbox
+    secrets/data.key          the key the hidden splits are drawn from -> bound into no sandbox
     courses/<course>/         nbgrader course folder (source with solutions, gradebook.db)
     exchange/<course>/outbound/   released labs  -> read-only for everyone
     exchange/<course>/inbound/    submissions the server has received (trusted copies)
@@ -29,7 +31,6 @@ SANDBOX_EXCHANGE = "/srv/medai/exchange"
 SANDBOX_DATA = "/data"
 SANDBOX_JUPYTER_CONFIG = "/opt/medai/etc/jupyter"
 SANDBOX_COURSE_ROOT = "/srv/medai/course"
-SANDBOX_DATA_ROOT = "/srv/medai/data"  # graders only: public/ and hidden/ (MEDAI_DATA_ROOT)
 
 
 def sandbox_home(user: str) -> str:
@@ -57,6 +58,11 @@ class StateLayout:
         return self.root / "data" / "hidden"
 
     @property
+    def data_secret(self) -> Path:
+        """The deployment's data key (``medai.synthetic.secret``): never bind ``secrets/``."""
+        return self.root / "secrets" / "data.key"
+
+    @property
     def receipts_db(self) -> Path:
         return self.root / "receipts" / "receipts.sqlite"
 
@@ -67,6 +73,10 @@ class StateLayout:
     @property
     def accounts_file(self) -> Path:
         return self.hub / "accounts.json"
+
+    @property
+    def demo_passwords_file(self) -> Path:
+        return self.hub / "demo-passwords.json"  # ``medai up --demo``: plain text, mode 0600
 
     def course_dir(self, course: str) -> Path:
         return self.root / "courses" / course

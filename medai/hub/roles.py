@@ -11,6 +11,12 @@ Scopes, and why each is there (nothing else is granted beyond JupyterHub's defau
   their hub home page. Anyone else gets HTTP 403 from the formgrader;
 - the formgrader service's own token gets no scopes: nbgrader's roster comes from the course
   configuration (written into the gradebook by ``medai up``), not from the hub API;
+- course staff also get ``access:``/``list:``/``read:services!service=medai-grading``: the
+  trusted grading service (:mod:`medai.hub.grading`) serves only tokens holding that access
+  scope, so trainees get 403. Its own token has no scopes either. The formgrader's OAuth
+  client may issue that scope too (``oauth_client_allowed_scopes``), so its Autograde button can
+  forward to the grading service with the signed-in user's token; JupyterHub grants a scope
+  only to users who hold it, i.e. to staff;
 - trainees' servers keep the default ``server`` role token (activity, access to itself): the
   assignment list reads the exchange folders mounted into their sandbox, not the hub API.
 
@@ -22,6 +28,8 @@ later without renaming anything.
 from __future__ import annotations
 
 from medai.config import CourseConfig, Profile
+
+GRADING_SERVICE = "medai-grading"  # the trusted grading service (medai.hub.grading)
 
 
 def staff_group(course: str) -> str:
@@ -48,6 +56,9 @@ def staff_scopes(course: str) -> list[str]:
         f"access:services!service={course}",
         f"list:services!service={course}",
         f"read:services!service={course}",
+        f"access:services!service={GRADING_SERVICE}",
+        f"list:services!service={GRADING_SERVICE}",
+        f"read:services!service={GRADING_SERVICE}",
     ]
 
 
@@ -66,6 +77,12 @@ def hub_roles(cfg: CourseConfig) -> list[dict]:
             "description": "The formgrader service's own token: no hub API rights",
             "scopes": [],
             "services": [course],
+        },
+        {
+            "name": f"{course}-grading",
+            "description": "The grading service's own token: no hub API rights",
+            "scopes": [],
+            "services": [GRADING_SERVICE],
         },
     ]
 

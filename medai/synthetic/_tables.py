@@ -66,6 +66,23 @@ def pseudonyms(prefix: str, index: np.ndarray, key: int) -> pa.StringArray:
     return pa.StringArray.from_buffers(len(x), pa.py_buffer(offsets), pa.py_buffer(buf.tobytes()))
 
 
+def merge_rows(
+    public: Mapping[str, pa.Array],
+    public_owner: np.ndarray,
+    keep: np.ndarray,
+    hidden: Mapping[str, pa.Array],
+    hidden_owner: np.ndarray,
+) -> dict[str, pa.Array]:
+    """One table from two draws of the same rows: the rows of ``public`` whose owner (a patient's
+    position, ``public_owner``) is marked in ``keep``, and every row of ``hidden`` (owners
+    ``hidden_owner``), ordered by owner; each owner's rows keep their order."""
+    rows = np.flatnonzero(keep[public_owner])
+    owner = np.concatenate([public_owner[rows], hidden_owner])
+    order = pa.array(np.argsort(owner, kind="stable"))
+    take = pa.array(rows)
+    return {k: pa.concat_arrays([public[k].take(take), hidden[k]]).take(order) for k in public}
+
+
 def categorical(codes: np.ndarray, labels: list[str] | tuple[str, ...]) -> pa.Array:
     """Strings from integer ``codes`` into ``labels``; a negative code means missing."""
     codes = np.asarray(codes)

@@ -1,4 +1,4 @@
-"""`medai data list|info|generate|verify`: the synthetic data catalogue on the command line."""
+"""`medai data list|info|generate|verify|key`: the synthetic data catalogue on the command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from medai.synthetic.core import (
     all_specs,
     card_path,
     check_request,
+    fingerprint,
     generate,
     get_spec,
     verify,
@@ -76,12 +77,22 @@ def data_generate(
         "list`); its first format if unset.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    secret_file: Path | None = typer.Option(
+        None,
+        "--secret-file",
+        help="Deployment data key (`medai data key FILE` makes one): the hidden split and the "
+        "test items are drawn from it, so nobody can regenerate them from the public seed. "
+        "Without it they follow from --seed (self-study, CI).",
+    ),
 ) -> None:
     """Generate a dataset into OUT/public/NAME (+ OUT/hidden/NAME and a SHA-256 manifest)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from medai.synthetic.secret import load_secret
+
     try:
         spec, total, fmt = check_request(name, n=n, seed=seed, fmt=fmt)
+        secret = load_secret(secret_file) if secret_file is not None else None
     except DataError as exc:
         raise _fail(str(exc)) from None
     progress = Progress(
@@ -102,12 +113,36 @@ def data_generate(
                 seed=seed,
                 fmt=fmt,
                 progress=lambda k: progress.advance(task, k),
+                secret=secret,
             )
     except DataError as exc:
         raise _fail(str(exc)) from None
     root = public.parent.parent
     typer.echo(f"wrote {public} (hidden split: {root / 'hidden' / name})")
+    if secret is None:
+        typer.echo("the hidden split follows from --seed: for self-study only (see --secret-file)")
+    else:
+        typer.echo(f"the hidden split is keyed by {secret_file} (key {fingerprint(secret)})")
     typer.echo(f"trainees read it with MEDAI_DATA={root / 'public'}")
+
+
+@data_app.command("key")
+def data_key(
+    path: Path = typer.Argument(..., help="Where the key lives, e.g. STATE/secrets/data.key."),
+) -> None:
+    """Create a deployment data key at PATH (once; mode 0600), or check the one there.
+
+    Prints its fingerprint (never the key). `medai up` makes STATE/secrets/data.key itself; use
+    this to generate data for a deployment by hand (`medai data generate --secret-file PATH`).
+    """
+    from medai.synthetic.secret import ensure_secret
+
+    try:
+        secret, created = ensure_secret(path)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    what = "created" if created else "kept the existing key in"
+    typer.echo(f"{what} {path} (key {fingerprint(secret)}); keep it out of every sandbox")
 
 
 @data_app.command("verify")

@@ -8,17 +8,30 @@ trainees see) and ``ctx.hidden_dir`` (held-out split for grading, never mounted 
 independent named streams, writing into a temporary folder and moving it into place only when
 complete (files appear complete or not at all), and a SHA-256 manifest beside the files.
 
+Two kinds of random streams (the rule every generator follows):
+
+- ``ctx.rng(...)``, from the public seed: population parameters, the train/test assignment and
+  the public training rows. Anyone can regenerate these, so self-study and CI get the same bytes.
+- ``ctx.hidden_rng(...)``: everything the hidden split depends on, i.e. the test items as a whole
+  (their features, published in ``public_dir``, and their labels, in ``hidden_dir``). With a
+  deployment secret (``generate(..., secret=...)``, see :mod:`medai.synthetic.secret`) these
+  streams are keyed by HMAC-SHA256 of the secret and have nothing to do with the public seed, so
+  regenerating the data with any public seed and size reproduces none of the hidden split.
+  Without a secret they are the public streams, and the bytes are those of earlier versions.
+
 Layout of a generated data root (``MEDAI_DATA`` points at ``<root>/public``)::
 
     <root>/public/<name>/...          public split and documentation
     <root>/hidden/<name>/...          hidden split (labels for grading)
     <root>/manifests/<name>.sha256    sha256 of every file of both, relative to <root>
-    <root>/manifests/<name>.json      the request: name, n, seed, format
+    <root>/manifests/<name>.json      the request: name, n, seed, format, and how the hidden
+                                      split was keyed (a fingerprint, never the secret)
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib
 import json
 import os
@@ -45,8 +58,17 @@ GENERATOR_MODULES: tuple[str, ...] = (
 )
 
 
+SECRET_BYTES = 32  # size of a deployment's data secret (medai.synthetic.secret writes one)
+
+
 class DataError(Exception):
     """A generation request that cannot be served; the message says what, where and how to fix."""
+
+
+def fingerprint(secret: bytes) -> str:
+    """A short public name of ``secret`` (an HMAC of a fixed message): tells two keys apart in
+    manifests and stamps without revealing anything about the key."""
+    return hmac.new(secret, b"medai-data-key-fingerprint-v1", hashlib.sha256).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,8 @@ class DatasetSpec:
 
 @dataclass
 class GenContext:
-    """What a generator's ``write`` gets: the request, its two output folders and ``rng``."""
+    """What a generator's ``write`` gets: the request, its two output folders, ``rng`` for what
+    is public and ``hidden_rng`` for what the hidden split depends on."""
 
     spec: DatasetSpec
     n: int
@@ -74,6 +97,7 @@ class GenContext:
     public_dir: Path
     hidden_dir: Path
     progress: Callable[[int], None] = field(default=lambda k: None)
+    secret: bytes | None = field(default=None, repr=False)  # never printed in a traceback
 
     def rng(self, *stream: str | int) -> np.random.Generator:
         """An independent random stream named by ``stream`` (e.g. ``ctx.rng("site", 3)``).
@@ -83,6 +107,32 @@ class GenContext:
         """
         key = [self.seed] + [_stable_int(s) for s in (self.spec.name, *stream)]
         return np.random.default_rng(np.random.SeedSequence(key))
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the hidden split comes from a deployment secret (else from the public seed)."""
+        return self.secret is not None
+
+    def hidden_rng(
+        self, *stream: str | int, public: np.random.Generator | None = None
+    ) -> np.random.Generator:
+        """The stream named by ``stream`` for what the hidden split depends on.
+
+        With a secret: seeded by HMAC-SHA256(secret, seed + dataset + stream names), which
+        nothing a trainee can read determines. Without one: ``public`` if given (a generator that
+        draws hidden values further along a stream it shares with public values keeps its
+        bytes), else ``rng(*stream)``.
+        """
+        if self.secret is None:
+            return public if public is not None else self.rng(*stream)
+        names = [s if isinstance(s, str) else int(s) for s in stream]
+        message = json.dumps(["medai-hidden-v1", self.seed, self.spec.name, *names]).encode()
+        digest = hmac.new(self.secret, message, hashlib.sha256).digest()
+        return np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "little")))
+
+    def stream(self, hidden: bool, *names: str | int) -> np.random.Generator:
+        """``hidden_rng(*names)`` for an item of the hidden split, else ``rng(*names)``."""
+        return self.hidden_rng(*names) if hidden else self.rng(*names)
 
 
 def _stable_int(x: str | int) -> int:
@@ -162,16 +212,24 @@ def generate(
     seed: int = 0,
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
+    secret: bytes | None = None,
 ) -> Path:
     """Generate dataset ``name`` under ``root``; return the public folder.
 
     ``n`` defaults to the dataset's ``default_n`` and ``fmt`` to its first format. ``progress``,
     if given, is called with the number of units (``spec.unit``) finished since its last call.
+    ``secret`` (the deployment's data key, :func:`medai.synthetic.secret.load_secret`) keys the
+    hidden split; without it the hidden split follows from the public seed, as for self-study.
     Replaces an earlier generation of the same dataset only once the new one is complete; on any
     error (or interruption) nothing under ``root`` changes. Raises :class:`DataError` for a bad
     request or a failed write.
     """
     spec, n, fmt = check_request(name, n=n, seed=seed, fmt=fmt)
+    if secret is not None and (not isinstance(secret, bytes) or len(secret) < SECRET_BYTES):
+        raise DataError(
+            f"the data secret must be at least {SECRET_BYTES} random bytes; "
+            "make one with `medai data key FILE`"
+        )
     root = Path(root).resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -190,6 +248,7 @@ def generate(
             public_dir=tmp / "public" / name,
             hidden_dir=tmp / "hidden" / name,
             progress=progress or (lambda k: None),
+            secret=secret,
         )
         ctx.public_dir.mkdir(parents=True)
         ctx.hidden_dir.mkdir(parents=True)
@@ -202,7 +261,9 @@ def generate(
                     lines.append(f"{sha256_file(f)}  {rel}\n")
         (tmp / "manifests").mkdir()
         (tmp / "manifests" / f"{name}.sha256").write_text("".join(lines))
-        params = {"name": name, "n": n, "seed": seed, "format": fmt}
+        params = {"name": name, "n": n, "seed": seed, "format": fmt, "hidden_key": "public-seed"}
+        if secret is not None:  # a fingerprint says which key, and reveals nothing of it
+            params["hidden_key"] = f"secret:{fingerprint(secret)}"
         (tmp / "manifests" / f"{name}.json").write_text(json.dumps(params, indent=2) + "\n")
         _swap_into_place(tmp, root, name)
     except OSError as exc:
@@ -253,6 +314,18 @@ def card_path(name: str) -> Path | None:
     """The dataset card ``datasets/synthetic/<name>.md`` of a source checkout, if present."""
     card = Path(__file__).resolve().parents[2] / "datasets" / "synthetic" / f"{name}.md"
     return card if card.is_file() else None
+
+
+def hidden_keying(name: str, root: Path | str) -> str:
+    """How the hidden split of ``name`` under ``root`` was drawn: ``"secret:<fingerprint>"``
+    (from a deployment secret) or ``"public-seed"`` (regenerable by anyone; also what a
+    generation without this record, or with no manifest at all, is taken to be)."""
+    try:
+        params = json.loads((Path(root) / "manifests" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return "public-seed"
+    key = params.get("hidden_key") if isinstance(params, dict) else None
+    return key if isinstance(key, str) and key.startswith("secret:") else "public-seed"
 
 
 def verify(name: str, root: Path | str) -> list[str]:

@@ -133,10 +133,14 @@ def _write(ctx: GenContext) -> None:
     assign = ctx.rng("assign")
     labels = assign.choice(len(CLASSES), size=n, p=PREVALENCE)
     is_test = assign.random(n) < TEST_FRACTION
+    # the test strips (rhythm and samples) come from the hidden streams
+    hidden_labels = ctx.hidden_rng("assign").choice(len(CLASSES), size=n, p=PREVALENCE)
+    labels = np.where(is_test, hidden_labels, labels)
     signals = np.empty((n, int(DURATION_S * FS)), dtype=np.float32)
     hr = np.empty(n, dtype=np.float32)
     for i in range(n):
-        signals[i], hr[i] = simulate_strip(CLASSES[labels[i]], ctx.rng("strip", i))
+        rng = ctx.stream(bool(is_test[i]), "strip", i)
+        signals[i], hr[i] = simulate_strip(CLASSES[labels[i]], rng)
         if (i + 1) % 100 == 0:
             ctx.progress(100)
     ctx.progress(n % 100)

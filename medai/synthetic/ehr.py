@@ -10,7 +10,9 @@ Records cover a two-year baseline window ending at each patient's index date; ou
 the five years after it, so nothing in the public records reveals a test patient's outcome.
 Patients are generated in fixed chunks with one random stream per chunk and table, so memory is
 bounded, and each full chunk comes out the same whatever ``n`` is (a larger cohort extends a
-smaller one chunk by chunk).
+smaller one chunk by chunk). With a deployment secret the test patients of each chunk (records
+and outcomes) are drawn again from the hidden streams and merged in place of the public draw
+(:func:`medai.synthetic._tables.merge_rows`); the training patients' rows stay byte for byte.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from medai.synthetic._tables import (
     day_number,
     floats,
     ints,
+    merge_rows,
     pseudonyms,
     write_table,
 )
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CHUNK = 50_000  # patients per chunk; fixed so output does not depend on n
+# Encounters of hidden test patients are numbered from here (public ones from 0), so that their
+# pseudonyms never collide with those of the public patients (pseudonyms are 48-bit bijections).
+HIDDEN_ENCOUNTERS = 1 << 47
 TEST_FRACTION = 0.3
 N_FOLDS = 5  # public `fold` column: 0..4 at random, for development splits of the training patients
 FOLLOW_UP_DAYS = 1826
@@ -178,21 +184,33 @@ def _keys(ctx: GenContext) -> tuple[int, int]:
     return int(k[0]), int(k[1])
 
 
-def _chunk(ctx: GenContext, ci: int, start: int, stop: int, enc_base: int, keys: tuple[int, int]):
-    """Generate patients ``start..stop``; return a dict of table -> columns, and #encounters."""
-    m = stop - start
-    p = co.sample_people(ctx.rng("people", ci), m)
+def _chunk(
+    ctx: GenContext,
+    ci: int,
+    index: np.ndarray,
+    enc_base: int,
+    keys: tuple[int, int],
+    hidden: bool = False,
+):
+    """Generate the patients at row numbers ``index`` of chunk ``ci``.
+
+    Returns ``(tables, owners, test, n_encounters)``: table -> columns, table -> the position in
+    ``index`` of the patient each row belongs to, the test mask and the number of encounters.
+    ``hidden``: every patient is a test patient drawn from the hidden streams.
+    """
+    m = len(index)
+    p = co.sample_people(ctx.stream(hidden, "people", ci), m)
     p["egfr"] = _soft_floor(p["egfr"], 60.0, 6.0)
     r = p["region"]
-    rng = ctx.rng("records", ci)
+    rng = ctx.stream(hidden, "records", ci)
 
-    pid = pseudonyms("P", np.arange(start, stop), keys[0])
+    pid = pseudonyms("P", index, keys[0])
     index_day = day_number(INDEX_START) + rng.integers(0, INDEX_SPAN_DAYS, m)
     index_year = (index_day.astype("datetime64[D]").astype("datetime64[Y]").astype(int)) + 1970
     birth_year = index_year - np.floor(p["age"]).astype(int) - (rng.random(m) < 0.5)
     smoking_obs = np.where(rng.random(m) < SMOKING_MISSING[r], -1, p["smoking"])
-    test = rng.random(m) < TEST_FRACTION
-    fold = ctx.rng("fold", ci).integers(0, N_FOLDS, m)  # own stream: other columns unchanged
+    test = (rng.random(m) < TEST_FRACTION) | hidden
+    fold = ctx.stream(hidden, "fold", ci).integers(0, N_FOLDS, m)  # own stream
 
     # --- encounters in the baseline window; the last one is the index visit ---------------------
     chronic = p["diabetes"] | p["hypertension"]
@@ -322,7 +340,7 @@ def _chunk(ctx: GenContext, ci: int, start: int, stop: int, enc_base: int, keys:
     ob_enc, ob_item, ob_val = ob_enc[o], ob_item[o], ob_val[o]
 
     # --- outcomes within 5 years of the index date (the planted causal model) ---------------------
-    orng = ctx.rng("outcomes", ci)
+    orng = ctx.stream(hidden, "outcomes", ci)
     p_ckd = co.expit(co.linear_predictor(co.CKD_LOGIT, co.ckd_terms(p, acei)))
     p_stroke = co.expit(co.linear_predictor(co.STROKE_LOGIT, co.stroke_terms(p, statin)))
     ckd = orng.random(m) < p_ckd
@@ -402,7 +420,18 @@ def _chunk(ctx: GenContext, ci: int, start: int, stop: int, enc_base: int, keys:
         "p_ckd": floats(p_ckd, 6),
         "p_stroke": floats(p_stroke, 6),
     }
-    return tables, n_enc
+    every = np.arange(m)
+    owners = {
+        "patients": every,
+        "encounters": pat,
+        "observations": pat[ob_enc],
+        "diagnoses": dx_pat,
+        "medications": rx_pat,
+        "outcomes_train": np.flatnonzero(~test),
+        "outcomes_test": np.flatnonzero(test),
+        "truth": every,
+    }
+    return tables, owners, test, n_enc
 
 
 def write(ctx: GenContext) -> None:
@@ -414,10 +443,18 @@ def write(ctx: GenContext) -> None:
     writers["outcomes_test"] = TableWriter(ctx.hidden_dir, "outcomes_test", fmt, OUTCOME_SCHEMA)
     writers["truth"] = TableWriter(ctx.hidden_dir, "truth", fmt, TRUTH_SCHEMA)
     try:
-        enc_base = 0
+        enc_base, hidden_enc = 0, HIDDEN_ENCOUNTERS
         for ci, (start, stop) in enumerate(chunks(ctx.n, CHUNK)):
-            tables, n_enc = _chunk(ctx, ci, start, stop, enc_base, keys)
+            tables, owners, test, n_enc = _chunk(ctx, ci, np.arange(start, stop), enc_base, keys)
             enc_base += n_enc
+            if ctx.keyed:  # the test patients, records and outcomes, from the hidden streams
+                at = np.flatnonzero(test)
+                hidden, h_owners, _, h_enc = _chunk(ctx, ci, start + at, hidden_enc, keys, True)
+                hidden_enc += h_enc
+                tables = {
+                    name: merge_rows(cols, owners[name], ~test, hidden[name], at[h_owners[name]])
+                    for name, cols in tables.items()
+                }
             for name, cols in tables.items():
                 writers[name].write(cols)
             ctx.progress(stop - start)

@@ -16,6 +16,12 @@ Questions come in two kinds:
 
 Facts (and so questions) are split between train and test, so test answers cannot be copied from
 train answers: the test questions ask about facts no train question asks about.
+
+The handbook has a Chinese edition (:mod:`medai.synthetic._kb_zh`): every passage has a Chinese
+twin stating the same values, and Chinese questions (``lang: "zh"``) are added to both splits,
+the same facts on the same side of the split as in English. ``model_answers.jsonl`` holds
+recorded answers of fictional language models with rubric scores
+(:mod:`medai.synthetic._kb_rubric`).
 Hand-written on purpose: there is no library of synthetic guideline passages.
 """
 
@@ -25,12 +31,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medai.synthetic import _kb_rubric, _kb_zh
 from medai.synthetic._io import write_jsonl
 from medai.synthetic.core import DatasetSpec, GenContext
 
 SOURCE = "Synthetic Health Board handbook (fictional; synthetic values, not for clinical use)"
+SOURCE_ZH = "SHB手册中文版（虚构；数值为合成数据，不可用于临床）"
 TEST_FRACTION = 0.3
 ANSWERABLE_SHARE = 0.75
+ZH_PER_QUESTION = 0.4  # Chinese questions added per English question (n counts English ones)
 
 
 @dataclass(frozen=True)
@@ -736,6 +745,28 @@ UNANSWERABLE: tuple[str, ...] = (
     "At what age should prostate cancer screening begin?",
     "What is the latent tuberculosis treatment regimen?",
     "How is gout flare treated?",
+    # added with the Chinese edition: more distinct questions per split, so that the share of
+    # correct refusals is measured on more than a handful of them
+    "Which antiviral is used for shingles?",
+    "What dose of vitamin B12 corrects deficiency?",
+    "How long is the isolation period after measles exposure?",
+    "At what age is the first MMR vaccine dose given?",
+    "What is the normal range of serum sodium?",
+    "How often should a person with epilepsy have a driving review?",
+    "Which inhaler device suits young children best?",
+    "What PSA level prompts a biopsy?",
+    "How is a urinary tract infection treated in pregnancy?",
+    "What troponin rise confirms a heart attack?",
+    "When is a knee replacement recommended?",
+    "What is the first treatment for depression?",
+    "How many units of alcohol a week are safe?",
+    "Which blood test monitors lithium treatment?",
+    "What is the dose of adrenaline for anaphylaxis?",
+    "How often are diabetic feet examined?",
+    "At what age should breast screening start?",
+    "What cholesterol target applies to children?",
+    "How long should warfarin be paused before surgery?",
+    "What oxygen saturation target is used in COPD?",
 )
 _PREFIXES = (
     "",
@@ -751,13 +782,19 @@ def _fmt(value: float, step: float, unit: str) -> str:
     return f"{text} {unit}" if unit != "%" else f"{text}%"
 
 
-def build_passages(rng: np.random.Generator) -> tuple[list[dict], dict[str, str]]:
-    """The handbook for one seed: passages (with drawn values) and the answer of every fact."""
+def build_passages(
+    rng: np.random.Generator, values: dict[str, float] | None = None
+) -> tuple[list[dict], dict[str, str]]:
+    """The handbook for one seed: passages (with drawn values) and the answer of every fact.
+
+    ``values``, if given, receives each fact's drawn number (for the Chinese edition)."""
     answers: dict[str, str] = {}
     sentences: dict[str, list[str]] = {p.id: [] for p in PASSAGES}
     for fact in FACTS:
         k = int(round((fact.high - fact.low) / fact.step))
         value = fact.low + fact.step * int(rng.integers(0, k + 1))
+        if values is not None:
+            values[f"{fact.passage}/{fact.slot}"] = value
         ans = _fmt(value, fact.step, fact.unit)
         answers[f"{fact.passage}/{fact.slot}"] = ans
         sentences[fact.passage].append(fact.sentence.replace("{v}", ans))
@@ -779,6 +816,102 @@ def build_passages(rng: np.random.Generator) -> tuple[list[dict], dict[str, str]
     return passages, answers
 
 
+def _grid(fact: Fact) -> list[float]:
+    k = int(round((fact.high - fact.low) / fact.step))
+    return [fact.low + fact.step * i for i in range(k + 1)]
+
+
+def build_passages_zh(
+    rng: np.random.Generator, values: dict[str, float]
+) -> tuple[list[dict], dict[str, str], dict[str, dict]]:
+    """The Chinese edition for the drawn ``values``: passages (id ``<id>-zh``), the Chinese
+    answer of every fact, and per fact its sentence in both editions and with every wrong
+    value of its grid (for the recorded answers)."""
+    answers: dict[str, str] = {}
+    sentences: dict[str, list[str]] = {p.id: [] for p in PASSAGES}
+    facts: dict[str, dict] = {}
+    for fact in FACTS:
+        key = f"{fact.passage}/{fact.slot}"
+        unit_zh, sentence_zh, _ = _kb_zh.FACTS_ZH[key]
+        value = values[key]
+        ans = _kb_zh.fmt_zh(value, fact.step, unit_zh)
+        answers[key] = ans
+        sentences[fact.passage].append(sentence_zh.replace("{v}", ans))
+        others = [v for v in _grid(fact) if abs(v - value) > 1e-9]
+        facts[key] = {
+            "unit": fact.unit,
+            "en": fact.sentence.replace("{v}", _fmt(value, fact.step, fact.unit)),
+            "zh": sentence_zh.replace("{v}", ans),
+            "wrong": {
+                "en": [fact.sentence.replace("{v}", _fmt(v, fact.step, fact.unit)) for v in others],
+                "zh": [
+                    sentence_zh.replace("{v}", _kb_zh.fmt_zh(v, fact.step, unit_zh)) for v in others
+                ],
+            },
+        }
+    passages = []
+    for p in PASSAGES:
+        title, opening, closing = _kb_zh.PASSAGES_ZH[p.id]
+        body = sentences[p.id]
+        order = rng.permutation(len(body))
+        passages.append(
+            {
+                "id": f"{p.id}-zh",
+                "topic": p.topic,
+                "title": title,
+                "text": "".join([opening, *(body[i] for i in order), closing]),
+                "synthetic": True,
+                "source": SOURCE_ZH,
+            }
+        )
+    return passages, answers, facts
+
+
+def _questions_zh(
+    ctx: GenContext, answers_zh: dict[str, str], fact_test: np.ndarray
+) -> dict[bool, list[dict]]:
+    """Chinese questions for both splits (own random streams: the English ones are unchanged);
+    a fact's Chinese questions are on the same side of the split as its English ones."""
+    unans_test = _pick_exact(ctx.rng("split-zh"), len(_kb_zh.UNANSWERABLE_ZH))
+    pools: dict[bool, list[tuple]] = {False: [], True: []}
+    unpools: dict[bool, list[tuple]] = {False: [], True: []}
+    for fact, is_test in zip(FACTS, fact_test, strict=True):
+        key = f"{fact.passage}/{fact.slot}"
+        for q in _kb_zh.FACTS_ZH[key][2]:
+            for pre in _kb_zh.PREFIXES_ZH:
+                pools[bool(is_test)].append((pre + q, answers_zh[key], f"{fact.passage}-zh", key))
+    for q, is_test in zip(_kb_zh.UNANSWERABLE_ZH, unans_test, strict=True):
+        for pre in _kb_zh.PREFIXES_ZH:
+            unpools[bool(is_test)].append((pre + q, None, None, None))
+    draw = ctx.rng("questions-zh")
+    n_zh = int(round(ctx.n * ZH_PER_QUESTION))
+    n_test = int(round(n_zh * TEST_FRACTION))
+    out: dict[bool, list[dict]] = {}
+    for is_test, m in ((False, n_zh - n_test), (True, n_test)):
+        if is_test:  # which test-pool questions are asked, in what order: the hidden streams
+            draw = ctx.hidden_rng("questions-zh", public=draw)
+        n_ans = int(round(m * ANSWERABLE_SHARE))
+        if n_ans > len(pools[is_test]) or m - n_ans > len(unpools[is_test]):
+            raise ValueError(f"n={ctx.n} needs more distinct Chinese questions than there are")
+        picks = [pools[is_test][i] for i in draw.choice(len(pools[is_test]), n_ans, replace=False)]
+        picks += [
+            unpools[is_test][i]
+            for i in draw.choice(len(unpools[is_test]), m - n_ans, replace=False)
+        ]
+        out[is_test] = [
+            {
+                "question": picks[i][0],
+                "lang": "zh",
+                "answerable": picks[i][1] is not None,
+                "answer": picks[i][1],
+                "passage_id": picks[i][2],
+                "fact": picks[i][3],
+            }
+            for i in draw.permutation(len(picks))
+        ]
+    return out
+
+
 def _pick_exact(rng: np.random.Generator, n: int) -> np.ndarray:
     """Boolean mask marking exactly round(n * TEST_FRACTION) of n items as test."""
     mask = np.zeros(n, dtype=bool)
@@ -787,7 +920,9 @@ def _pick_exact(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _write(ctx: GenContext) -> None:
-    passages, answers = build_passages(ctx.rng("handbook"))
+    values: dict[str, float] = {}
+    passages, answers = build_passages(ctx.rng("handbook"), values)
+    passages_zh, answers_zh, facts_both = build_passages_zh(ctx.rng("handbook-zh"), values)
     split = ctx.rng("split")
     fact_test = _pick_exact(split, len(FACTS))
     unans_test = _pick_exact(split, len(UNANSWERABLE))
@@ -811,6 +946,8 @@ def _write(ctx: GenContext) -> None:
     n_test = int(round(ctx.n * TEST_FRACTION))
     out: dict[bool, list[dict]] = {}
     for is_test, m in ((False, ctx.n - n_test), (True, n_test)):
+        if is_test:  # which test-pool questions are asked, in what order: the hidden streams
+            draw = ctx.hidden_rng("questions", public=draw)
         n_ans = int(round(m * ANSWERABLE_SHARE))
         if n_ans > len(pools[is_test]) or m - n_ans > len(unpools[is_test]):
             raise ValueError(f"n={ctx.n} needs more distinct questions than the handbook has")
@@ -823,6 +960,7 @@ def _write(ctx: GenContext) -> None:
         out[is_test] = [
             {
                 "question": picks[i][0],
+                "lang": "en",
                 "answerable": picks[i][1] is not None,
                 "answer": picks[i][1],
                 "passage_id": picks[i][2],
@@ -830,24 +968,39 @@ def _write(ctx: GenContext) -> None:
             }
             for i in order
         ]
+    zh = _questions_zh(ctx, answers_zh, fact_test)
     train = [{"id": f"q-train-{j:05d}", **r} for j, r in enumerate(out[False])]
     test = [{"id": f"q-test-{j:05d}", **r} for j, r in enumerate(out[True])]
+    train += [{"id": f"q-train-zh-{j:05d}", **r} for j, r in enumerate(zh[False])]
+    test += [{"id": f"q-test-zh-{j:05d}", **r} for j, r in enumerate(zh[True])]
+    answers_rng = ctx.rng("recorded-answers")
+    recorded, recorded_scores = _kb_rubric.recorded_answers(
+        answers_rng,
+        train,
+        facts_both,
+        [p["id"] for p in passages + passages_zh],
+        audit_rng=ctx.hidden_rng("recorded-answers-audit", public=answers_rng),
+    )
     ctx.progress(ctx.n)
-    write_jsonl(ctx.public_dir / "passages.jsonl", passages)
+    write_jsonl(ctx.public_dir / "passages.jsonl", passages + passages_zh)
     write_jsonl(ctx.public_dir / "train_questions.jsonl", train)
     write_jsonl(
         ctx.public_dir / "test_questions.jsonl",
-        ({"id": r["id"], "question": r["question"]} for r in test),
+        ({"id": r["id"], "question": r["question"], "lang": r["lang"]} for r in test),
     )
     write_jsonl(ctx.hidden_dir / "test_answers.jsonl", test)
+    write_jsonl(ctx.public_dir / "model_answers.jsonl", recorded)
+    write_jsonl(ctx.hidden_dir / "model_answer_scores.jsonl", recorded_scores)
 
 
 SPEC = DatasetSpec(
     name="kb",
-    summary="synthetic guideline passages (fictional values) with answerable and unanswerable questions",
+    summary="synthetic guideline passages in English and Chinese (fictional values) with answerable "
+    "and unanswerable questions, and recorded model answers with rubric scores",
     default_n=300,
     formats=("jsonl",),
     write=_write,
-    unit="questions",
+    unit="English questions (Chinese ones are added, 0.4 per English question)",
     max_n=500,  # bounded by the distinct questions of the train and test pools
+    min_n=20,  # the recorded answers need training questions of every kind
 )

@@ -153,8 +153,9 @@ def diagnose(true: np.ndarray, male: np.ndarray) -> np.ndarray:
     return label.astype(int)
 
 
-def _chunk(ctx: GenContext, ci: int, m: int):
-    rng = ctx.rng("people", ci)
+def _chunk(ctx: GenContext, ci: int, m: int, hidden: bool = False):
+    """One chunk of people; ``hidden``: drawn from the hidden streams (keyed by the secret)."""
+    rng = ctx.stream(hidden, "people", ci)
     presentation = rng.choice(len(CLASSES), size=m, p=PRIORS)
     male = (rng.random(m) < 0.5).astype(int)
     sd = np.array([f[4] for f in FEATURES])
@@ -164,15 +165,15 @@ def _chunk(ctx: GenContext, ci: int, m: int):
     true = MEANS[presentation, male] + z * sd * np.asarray(SPREAD_SCALE)[presentation, None]
     y = diagnose(true, male)
     noise = np.array([f[5] for f in FEATURES])
-    x = true + ctx.rng("analytical", ci).normal(0, 1, true.shape) * noise
+    x = true + ctx.stream(hidden, "analytical", ci).normal(0, 1, true.shape) * noise
     cols: dict[str, pa.Array] = {"sex": categorical(male, ("F", "M"))}
     for f, (name, _, dec, is_log, _, _, (lo, hi)) in enumerate(FEATURES):
         cols[name] = floats(np.clip(np.exp(x[:, f]) if is_log else x[:, f], lo, hi), dec)
-    nrng = ctx.rng("nuisance", ci)
+    nrng = ctx.stream(hidden, "nuisance", ci)
     for name, _, dec, mean, s in NUISANCE:
         v = nrng.normal(mean, s, m)
         cols[name] = floats(np.clip(v, 18, 95) if name == "age" else np.maximum(v, 0.1), dec)
-    part = ctx.rng("split", ci).random(m)
+    part = ctx.stream(hidden, "split", ci).random(m)
     # how clear-cut a case is: its squared distance from its presentation's centre (in spreads),
     # infinite when the criteria give another diagnosis than the presentation
     atypia = np.where(y == presentation, (z**2).sum(1), np.inf)
@@ -211,22 +212,32 @@ def write(ctx: GenContext) -> None:
                     rest = rest[np.argsort(atypia[rest], kind="stable")]
                     lab[np.r_[clear, rest[: PER_CLASS - len(clear)]]] = True
             unl = ~test & ~practice & ~lab
-            label_col = categorical(y, CLASSES)
-            for name, sel in (("labelled", lab), ("unlabelled", unl), ("test", test)):
-                mask = pa.array(sel)
-                row = {"id": ids.filter(mask), **{k: v.filter(mask) for k, v in cols.items()}}
+            parts = {"labelled": lab, "unlabelled": unl, "test": test}
+            # (features, class, cluster, rows) of each part; the people whose labels are hidden
+            # (unlabelled and test) come from the hidden streams when there is a secret
+            src = {name: (cols, y, cluster, sel) for name, sel in parts.items()}
+            public = lab | practice
+            if ctx.keyed:
+                h_cols, h_y, h_cluster, _, _ = _chunk(ctx, ci, int((~public).sum()), hidden=True)
+                for name in ("unlabelled", "test"):
+                    src[name] = (h_cols, h_y, h_cluster, parts[name][~public])
+            for name, sel in parts.items():
+                f_cols, f_y, f_cluster, rows = src[name]
+                mask = pa.array(rows)
+                ids_sel = ids.filter(pa.array(sel))
+                row = {"id": ids_sel, **{k: v.filter(mask) for k, v in f_cols.items()}}
                 if name == "labelled":
-                    row["label"] = label_col.filter(mask)
-                    row["label_index"] = ints(y[sel])
+                    row["label"] = categorical(f_y[rows], CLASSES)
+                    row["label_index"] = ints(f_y[rows])
                 w[name].write(row)
                 counts[name] += int(sel.sum())
                 if name != "labelled":
                     w[f"{name}_labels"].write(
                         {
-                            "id": ids.filter(mask),
-                            "label": label_col.filter(mask),
-                            "label_index": ints(y[sel]),
-                            "cluster": ints(cluster[sel]),
+                            "id": ids_sel,
+                            "label": categorical(f_y[rows], CLASSES),
+                            "label_index": ints(f_y[rows]),
+                            "cluster": ints(f_cluster[rows]),
                         }
                     )
             mask = pa.array(practice)
@@ -234,7 +245,7 @@ def write(ctx: GenContext) -> None:
                 {
                     "id": ids.filter(mask),
                     **{k: v.filter(mask) for k, v in cols.items()},
-                    "label": label_col.filter(mask),
+                    "label": categorical(y[practice], CLASSES),
                     "label_index": ints(y[practice]),
                     "fold": ints((part[practice] < dev_end).astype(int)),
                 }

@@ -129,11 +129,12 @@ def site_sizes(n: int) -> list[int]:
     return [int(x) for x in sizes]
 
 
-def _site_chunk(ctx: GenContext, si: int, ci: int, m: int):
+def _site_chunk(ctx: GenContext, si: int, ci: int, m: int, hidden: bool = False):
+    """``m`` patients of hospital ``si``, chunk ``ci``; ``hidden``: from the hidden streams."""
     name, _, _, mix, (sbp_off, scr_factor, a1c_off) = SITES[si]
-    p = co.sample_people(ctx.rng("site", si, "people", ci), m, mix)
+    p = co.sample_people(ctx.stream(hidden, "site", si, "people", ci), m, mix)
     p["egfr"] = 60.0 + 6.0 * np.logaddexp(0.0, (p["egfr"] - 60.0) / 6.0)
-    rng = ctx.rng("site", si, "records", ci)
+    rng = ctx.stream(hidden, "site", si, "records", ci)
     rec = np.array([0.9, 0.75, 0.55])[p["region"]]
     dm_dx = p["diabetes"] & (rng.random(m) < rec) | (rng.random(m) < 0.01)
     htn_dx = p["hypertension"] & (rng.random(m) < rec) | (rng.random(m) < 0.015)
@@ -161,7 +162,7 @@ def _site_chunk(ctx: GenContext, si: int, ci: int, m: int):
         "statin": ints(statin),
     }
     p_ckd = co.expit(co.linear_predictor(co.CKD_LOGIT, co.ckd_terms(p, acei)))
-    y = ctx.rng("site", si, "outcomes", ci).random(m) < p_ckd
+    y = ctx.stream(hidden, "site", si, "outcomes", ci).random(m) < p_ckd
     test = rng.random(m) < TEST_FRACTION
     return feats, y, test
 
@@ -189,13 +190,17 @@ def write(ctx: GenContext) -> None:
                         {"patient_id": pid.filter(sel_tr), **cols, "ckd_5y": ints(y[~test])}
                     )
                     site_col = pa.array([f"site_{name}"] * int(test.sum()), S)
-                    cols = {k: v.filter(sel_te) for k, v in feats.items()}
+                    if ctx.keyed:  # the test patients, features and labels: hidden streams
+                        cols, y_te, _ = _site_chunk(ctx, si, ci, int(test.sum()), hidden=True)
+                    else:
+                        cols = {k: v.filter(sel_te) for k, v in feats.items()}
+                        y_te = y[test]
                     test_w.write({"patient_id": pid.filter(sel_te), "site": site_col, **cols})
                     label_w.write(
                         {
                             "patient_id": pid.filter(sel_te),
                             "site": site_col,
-                            "ckd_5y": ints(y[test]),
+                            "ckd_5y": ints(y_te),
                         }
                     )
                     tr += int((~test).sum())

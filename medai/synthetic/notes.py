@@ -617,7 +617,8 @@ def _write(ctx: GenContext) -> None:
     is_test = assign.random(ctx.n) < TEST_FRACTION
     train, test, hidden = [], [], []
     for i in range(ctx.n):
-        text, spans = make_note(ctx.rng("note", i), str(langs[i]))
+        # a test note's text and identifiers come from the hidden streams
+        text, spans = make_note(ctx.stream(bool(is_test[i]), "note", i), str(langs[i]))
         rec = {"id": f"note-{i:06d}", "lang": str(langs[i]), "text": text}
         if is_test[i]:
             test.append(rec)

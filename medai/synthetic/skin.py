@@ -191,25 +191,35 @@ def render_image(
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def _write(ctx: GenContext) -> None:
-    n = ctx.n
-    assign = ctx.rng("assign")
+def _sites_and_labels(assign: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     sites = assign.choice(len(SITES), size=n, p=SITE_SHARE)
     labels = np.empty(n, dtype=np.int64)
     for s in range(len(SITES)):
         p = PREVALENCE * np.asarray(SITES[s]["tilt"])
         idx = np.flatnonzero(sites == s)
         labels[idx] = assign.choice(len(CLASSES), size=idx.size, p=p / p.sum())
-    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for i in range(n):
-        images[i] = render_image(CLASSES[labels[i]], int(sites[i]), ctx.rng("image", i))
-        if (i + 1) % 100 == 0:
-            ctx.progress(100)
-    ctx.progress(n % 100)
+    return sites, labels
+
+
+def _write(ctx: GenContext) -> None:
+    n = ctx.n
+    assign = ctx.rng("assign")
+    sites, labels = _sites_and_labels(assign, n)
     is_test = assign.random(n) < TEST_FRACTION
     # a labelled development split carved from the non-test images (drawn after is_test, so the
     # test images stay the same): the labs' public checks score trainees on it
     is_dev = ~is_test & (assign.random(n) < DEV_FRACTION)
+    # the test images (class, site and pixels) come from the hidden streams
+    hidden_sites, hidden_labels = _sites_and_labels(ctx.hidden_rng("assign"), n)
+    sites = np.where(is_test, hidden_sites, sites)
+    labels = np.where(is_test, hidden_labels, labels)
+    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for i in range(n):
+        rng = ctx.stream(bool(is_test[i]), "image", i)
+        images[i] = render_image(CLASSES[labels[i]], int(sites[i]), rng)
+        if (i + 1) % 100 == 0:
+            ctx.progress(100)
+    ctx.progress(n % 100)
     tr = np.flatnonzero(~is_test & ~is_dev)
     dv, te = np.flatnonzero(is_dev), np.flatnonzero(is_test)
     save_npz(

@@ -76,9 +76,10 @@ HIDDEN_SCHEMA = pa.schema(
 )
 
 
-def _chunk(ctx: GenContext, ci: int, m: int):
-    p = co.sample_people(ctx.rng("people", ci), m)
-    rng = ctx.rng("events", ci)
+def _chunk(ctx: GenContext, ci: int, m: int, hidden: bool = False):
+    """``m`` patients of chunk ``ci``; ``hidden``: drawn from the hidden streams (test patients)."""
+    p = co.sample_people(ctx.stream(hidden, "people", ci), m)
+    rng = ctx.stream(hidden, "events", ci)
     age = np.round(p["age"], 1)
     sbp = np.round(p["sbp"])
     statin_logit = -1.6 + 0.5 * (age - 60) / 10 + 1.0 * p["diabetes"] + 0.6 * p["hypertension"]
@@ -127,6 +128,7 @@ def write(ctx: GenContext) -> None:
             cov, days, event, lp, test, fold = _chunk(ctx, ci, stop - start)
             pid = pseudonyms("S", np.arange(start, stop), key)
             tr, te = pa.array(~test), pa.array(test)
+            train_events = event[~test].sum()
             w_train.write(
                 {
                     "patient_id": pid.filter(tr),
@@ -136,18 +138,21 @@ def write(ctx: GenContext) -> None:
                     "fold": ints(fold[~test]),
                 }
             )
-            w_test.write(
-                {"patient_id": pid.filter(te), **{k: v.filter(te) for k, v in cov.items()}}
-            )
+            if ctx.keyed:  # the test patients, covariates and outcomes, from the hidden streams
+                cov, days, event, lp, *_ = _chunk(ctx, ci, int(test.sum()), hidden=True)
+            else:
+                cov = {k: v.filter(te) for k, v in cov.items()}
+                days, event, lp = days[test], event[test], lp[test]
+            w_test.write({"patient_id": pid.filter(te), **cov})
             w_hidden.write(
                 {
                     "patient_id": pid.filter(te),
-                    "time_days": ints(days[test]),
-                    "event": ints(event[test]),
-                    "linear_predictor": floats(lp[test], 6),
+                    "time_days": ints(days),
+                    "event": ints(event),
+                    "linear_predictor": floats(lp, 6),
                 }
             )
-            events += int(event.sum())
+            events += int(event.sum()) + int(train_events)
             ctx.progress(stop - start)
     finally:
         for w in (w_train, w_test, w_hidden):

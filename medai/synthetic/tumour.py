@@ -102,11 +102,15 @@ def _write(ctx: GenContext) -> None:
     assign = ctx.rng("assign")
     counts = assign.choice(len(LESION_COUNT_P), size=n, p=LESION_COUNT_P)
     is_test = assign.random(n) < TEST_FRACTION
+    # the test images (lesion count, pixels and masks) come from the hidden streams
+    hidden_counts = ctx.hidden_rng("assign").choice(len(LESION_COUNT_P), size=n, p=LESION_COUNT_P)
+    counts = np.where(is_test, hidden_counts, counts)
     images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     masks = np.empty_like(images)
     lesion_lists: list[list[dict]] = []
     for i in range(n):
-        images[i], masks[i], les = render_image(ctx.rng("image", i), int(counts[i]))
+        rng = ctx.stream(bool(is_test[i]), "image", i)
+        images[i], masks[i], les = render_image(rng, int(counts[i]))
         lesion_lists.append(les)
         if (i + 1) % 100 == 0:
             ctx.progress(100)

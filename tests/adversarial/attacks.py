@@ -26,6 +26,7 @@ class Ctx:
     secret: str  # a token placed in the grader's environment
     port: int  # a TCP port the test listens on (host loopback)
     canary: str  # host folder an attack tries to write into
+    key_file: str = ""  # host path of the data key the hidden split was drawn with
 
 
 @dataclass
@@ -212,6 +213,45 @@ def read_secrets(nb, ctx):
             return numpy.c_[1 - p, p]
     import numpy
     model = Cheat()
+    """
+    return _nb(_answer(nb, "ckd_model_answer", code))
+
+
+def regenerate_labels(nb, ctx):
+    # the generator, the lab's N_PATIENTS and SEED and the public default seed are all public:
+    # regenerate the cohort (with the data key, if it can be found) and look the labels up
+    code = f"""
+    import os, pathlib, numpy, pandas as pd
+    from medai.synthetic import generate
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    key = None
+    candidates = [{ctx.key_file!r}, {ctx.data_root!r} + "/../secrets/data.key"]
+    for top, dirs, files in os.walk("/"):
+        if top == "/":
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+        candidates += [os.path.join(top, f) for f in files if f.endswith(".key")]
+    for path in candidates:
+        try:
+            key = bytes.fromhex(pathlib.Path(path).read_text().strip())
+            break
+        except Exception:
+            pass
+    print("KEY FOUND", key is not None)
+    lookup = {{}}
+    for i, (n, seed) in enumerate([(N_PATIENTS, SEED), (None, 20261123), (N_PATIENTS, 20261123)]):
+        generate("ehr", f"/scratch/regen{{i}}", n=n, seed=seed, secret=key)
+        t = pd.read_csv(f"/scratch/regen{{i}}/hidden/ehr/outcomes_test.csv")
+        for pid, y in zip(t["patient_id"], t["ckd_5y"]):
+            lookup.setdefault(pid, float(y))
+    wanted = patients.loc[patients["split"] == "test", "patient_id"]
+    print("LOOKED UP", sum(pid in lookup for pid in wanted), "OF", len(wanted))
+    class Regenerated(BaseEstimator, ClassifierMixin):
+        def fit(self, X, y):
+            self.classes_ = numpy.array([0, 1]); return self
+        def predict_proba(self, X):
+            p = numpy.array([lookup.get(pid, 0.0) for pid in X.index])
+            return numpy.c_[1 - p, p]
+    model = Regenerated()
     """
     return _nb(_answer(nb, "ckd_model_answer", code))
 
@@ -455,6 +495,7 @@ ATTACKS: list[Attack] = [
     Attack(
         "read_secrets", "reading hidden labels, tests, solutions, others, secrets", read_secrets
     ),
+    Attack("regenerate_labels", "regenerating the hidden labels", regenerate_labels),
     Attack("write_outside", "writing to the gradebook or outside the scratch space", write_outside),
     Attack("leave_files", "leaving files behind for later submissions", leave_files),
     Attack("kill_grader", "killing the grader", kill_grader, status=None),
