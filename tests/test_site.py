@@ -285,3 +285,19 @@ def test_cli_errors_are_short_and_actionable(tmp_path):
     assert result.exit_code != 0
     assert "error:" in result.stderr and "no such file" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_second_course_folder_gets_its_own_section_after_the_modules(tmp_path):
+    paths = make_course(tmp_path)
+    course2 = paths.courses / "course-2"
+    (course2 / "07-next").mkdir(parents=True)
+    (course2 / "index.md").write_text("# Course 2: Further on\n\nThe second course.\n")
+    (course2 / "07-next" / "index.md").write_text("# Module 7: Next\n\nText.\n")
+    (paths.courses / "instructors.md").write_text("# Instructor guide\n\nText.\n")
+    result = build_site(tmp_path / "site", paths)
+    home = _html(result.out, "")
+    assert 'href="course-2/07-next/"' in home and 'href="course-2/"' in home
+    # after course 1's modules, before the guides (not with the leftover folders at the end)
+    assert home.index('href="01-intro/"') < home.index('href="course-2/"')
+    assert home.index('href="course-2/07-next/"') < home.index('href="instructors/"')
+    assert "Course 2: Further on" in home

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -235,57 +235,73 @@ def test_survival_cox_recovers_hazard_ratios(data_root, key):
 def test_label_scarce_pseudo_labels_and_active_learning_help(data_root, key):
     from sklearn.semi_supervised import SelfTrainingClassifier
 
-    pub = generate("label_scarce", data_root, n=6_000, seed=SEED, secret=key)
+    from medai.synthetic.label_scarce import CLASSES, FEATURES, diagnose
+
+    pub = generate("label_scarce", data_root, n=20_000, seed=SEED, secret=key)
     hid = data_root / "hidden" / "label_scarce"
     lab = pd.read_csv(pub / "labelled.csv")
     unl = pd.read_csv(pub / "unlabelled.csv")
     test = pd.read_csv(pub / "test.csv")
-    oracle = pd.read_csv(hid / "unlabelled_labels.csv").set_index("id")["label"]
-    y_test = pd.read_csv(hid / "test_labels.csv").set_index("id")["label"].loc[test["id"]]
-    assert len(lab) == 40 and len(unl) > 50 * len(lab)
-    assert "label" not in unl.columns and "label" not in test.columns
+    practice = pd.read_csv(pub / "practice.csv")
+    oracle = pd.read_csv(hid / "unlabelled_labels.csv").set_index("id")["label_index"]
+    y_test = pd.read_csv(hid / "test_labels.csv").set_index("id")["label_index"].loc[test["id"]]
+    assert len(lab) == 40 and (lab["label_index"].value_counts() == 8).all()
+    assert len(unl) > 200 * len(lab) and set(practice["fold"]) == {0, 1}
+    for table in (unl, test):
+        assert not {"label", "label_index"} & set(table.columns)
+    assert set(practice["id"]).isdisjoint(unl["id"]) and set(test["id"]).isdisjoint(unl["id"])
+    assert (practice["label"] == [CLASSES[i] for i in practice["label_index"]]).all()
+    # the labels are the criteria applied to the true values: on the measured values they agree
+    # except near a threshold (analytical noise)
+    measured = practice[[f[0] for f in FEATURES]].to_numpy(float)
+    measured[:, 5:] = np.log(measured[:, 5:])
+    agree = diagnose(measured, (practice["sex"] == "M").to_numpy().astype(int))
+    assert 0.95 < (agree == practice["label_index"]).mean() < 1.0
+    # most counts are normal; the labelled people are not a sample of the population
+    assert oracle.value_counts(normalize=True)[0] > 0.8
 
     def feats(d):
-        X = d.drop(columns=[c for c in ("id", "label") if c in d.columns])
+        X = d.drop(columns=[c for c in ("id", "label", "label_index", "fold") if c in d.columns])
         X = X.assign(sex=(X["sex"] == "M").astype(int))
         return X.assign(ferritin=np.log(X["ferritin"]), crp=np.log(X["crp"])).to_numpy(float)
 
-    scaler = StandardScaler().fit(np.r_[feats(lab), feats(unl)])
-    XL, XU, XT = (scaler.transform(feats(d)) for d in (lab, unl, test))
-    yL, yU = lab["label"].to_numpy(), oracle.loc[unl["id"]].to_numpy()
+    XL, XU, XT = (feats(d) for d in (lab, unl, test))
+    yL, yU = lab["label_index"].to_numpy(), oracle.loc[unl["id"]].to_numpy()
 
     def lr():
-        return LogisticRegression(max_iter=2000)
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
-    sup = accuracy_score(y_test, lr().fit(XL, yL).predict(XT))
-    classes = np.unique(yL)
-    codes = np.r_[np.searchsorted(classes, yL), -np.ones(len(XU), int)]
-    st = SelfTrainingClassifier(lr(), threshold=0.9).fit(np.r_[XL, XU], codes)
-    pseudo = accuracy_score(y_test, classes[st.predict(XT)])
+    def auroc(model) -> float:
+        return roc_auc_score(y_test, model.predict_proba(XT), multi_class="ovr")
 
-    def acquire(strategy: str, seed: int = 0, rounds: int = 4, step: int = 10) -> float:
+    sup = auroc(lr().fit(XL, yL))
+    codes = np.r_[yL, -np.ones(len(XU), int)]
+    pseudo = auroc(SelfTrainingClassifier(lr(), threshold=0.95).fit(np.r_[XL, XU], codes))
+
+    def acquire(strategy: str, seed: int = 0, rounds: int = 6, step: int = 10) -> float:
         rng = np.random.default_rng(seed)
         Xl, yl, free = XL, yL, np.ones(len(XU), bool)
         for _ in range(rounds):
             cand = np.flatnonzero(free)
             if strategy == "margin":  # least margin between the two most likely classes
                 pr = np.sort(lr().fit(Xl, yl).predict_proba(XU[cand]), axis=1)
-                pick = cand[np.argsort(pr[:, -1] - pr[:, -2])[:step]]
+                pick = cand[np.argsort(pr[:, -1] - pr[:, -2], kind="stable")[:step]]
             else:
                 pick = rng.choice(cand, step, replace=False)
             free[pick] = False
             Xl, yl = np.r_[Xl, XU[pick]], np.r_[yl, yU[pick]]
-        return accuracy_score(y_test, lr().fit(Xl, yl).predict(XT))
+        return auroc(lr().fit(Xl, yl))
 
     active = acquire("margin")
     random_mean = float(np.mean([acquire("random", s) for s in range(5)]))
+    full = auroc(lr().fit(np.r_[XL, XU], np.r_[yL, yU]))
     print(
-        f"label_scarce accuracy: supervised(40) {sup:.3f}, self-training {pseudo:.3f}, "
-        f"+40 by margin {active:.3f}, +40 at random {random_mean:.3f}"
+        f"label_scarce macro AUROC: supervised(40) {sup:.3f}, self-training {pseudo:.3f}, "
+        f"+60 by margin {active:.3f}, +60 at random {random_mean:.3f}, all labels {full:.3f}"
     )
     assert pseudo >= sup + 0.02
-    assert active >= random_mean + 0.003
-    assert active >= sup + 0.01
+    assert active >= random_mean + 0.015  # the card: +0.019 to +0.041 over seeds 0-9
+    assert active >= 0.95 * full
 
 
 # --- cards --------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import nbformat
 import numpy as np
 
 from medai.autograder import GradingError, plain
+from medai.autograder.oracle import OracleServer, PoolLabels
 from medai.autograder.policy import Policy
 from medai.autograder.sandbox import Limits, SandboxBackend, SandboxJob, SandboxResult
 from medai.autograder.sanitize import (
@@ -131,6 +132,7 @@ class Lab:
     cases: dict[str, list[dict]] = field(default_factory=dict)
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
     truth: dict[str, ModelTruth] = field(default_factory=dict)
+    oracles: dict[str, PoolLabels] = field(default_factory=dict)  # hidden pool labels by task
     expected: dict[str, Any] = field(default_factory=dict)
     reference_report: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -261,6 +263,8 @@ def prepare_lab(course: Course, lab_id: str, data_root: Path | None) -> Lab:
             }
         elif isinstance(task, ModelTask):
             lab.truth[tid] = model_truth(tid, task, data_root)
+            if task.oracle is not None:
+                lab.oracles[tid] = oracle_pool(tid, task, data_root)
     scored = sorted(
         {t.dataset for t in tasks.tasks.values() if isinstance(t, PredictTask | ModelTask)}
     )
@@ -285,6 +289,41 @@ def unkeyed_warnings(datasets: list[str], data_root: Path | None) -> list[str]:
     ]
 
 
+def _oracle_server(lab: Lab) -> OracleServer | None:
+    """A fresh clinician for one sandbox run (budgets start full), if the lab has one."""
+    return OracleServer(lab.oracles) if lab.oracles else None
+
+
+def oracle_pool(tid: str, task: ModelTask, data_root: Path | None) -> PoolLabels:
+    """The hidden labels of a task's graded pool, by id, for the clinician (trusted side)."""
+    from medai.autograder.modeldata import load_source
+
+    assert task.oracle is not None and data_root is not None  # model_truth checked the root
+    public = data_root / "public" / task.dataset
+    hidden = data_root / "hidden" / task.dataset
+    try:
+        pool = load_source(task.oracle.graded.inputs, public)
+        labels = load_source(task.oracle.graded.labels, public, hidden)
+    except (OSError, KeyError, ValueError) as exc:
+        raise GradingError(
+            f"task '{tid}': cannot load the clinician's graded pool of dataset "
+            f"'{task.dataset}' under {data_root}: {exc}. Check tasks.yaml (oracle.graded)"
+        ) from None
+    if pool.ids is None or labels.ids is None:
+        raise GradingError(
+            f"task '{tid}': oracle.graded needs ids on both inputs and labels (id_column), so "
+            "the clinician can answer by id"
+        )
+    by_id = dict(zip(labels.ids, np.asarray(labels.value).tolist(), strict=True))
+    missing = [i for i in pool.ids if i not in by_id]
+    if missing:
+        raise GradingError(
+            f"task '{tid}': {len(missing)} case(s) of the clinician's pool have no hidden label "
+            f"(e.g. {missing[0]}); regenerate the dataset"
+        )
+    return PoolLabels({i: by_id[i] for i in pool.ids}, task.oracle.budget)
+
+
 def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth:
     """The hidden test labels of a model task, aligned to its public test inputs (trusted side)."""
     from medai.autograder.modeldata import align, load_groups, load_source
@@ -307,7 +346,21 @@ def model_truth(tid: str, task: ModelTask, data_root: Path | None) -> ModelTruth
             f"{data_root}: {exc}. Check tasks.yaml (test.inputs / test.labels) and that "
             f"`medai data generate {task.dataset}` wrote both public/ and hidden/"
         ) from None
-    return ModelTruth(aligned, len(inputs.value), groups)
+    if task.members is None:
+        return ModelTruth(aligned, len(inputs.value), groups)
+    try:
+        m_inputs = load_source(task.members.inputs, public)
+        m_labels = align(
+            m_inputs, load_source(task.members.labels, public), f"task '{tid}' members"
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        raise GradingError(
+            f"task '{tid}': cannot load the members split of dataset '{task.dataset}' under "
+            f"{data_root}: {exc}. Check tasks.yaml (members.inputs / members.labels)"
+        ) from None
+    return ModelTruth(
+        aligned, len(inputs.value), groups, members_labels=m_labels, n_members=len(m_inputs.value)
+    )
 
 
 # --------------------------------------------------------------------------- one run
@@ -393,8 +446,13 @@ def reference(
             lab.reference_report = saved.get("report", {})
             return
     job = _job_dir(tmp_root, lab, sources)
+    oracle = _oracle_server(lab)
     try:
-        res = backend.run(SandboxJob(job, data_dir, limits, name="reference"))
+        res = backend.run(
+            SandboxJob(
+                job, data_dir, limits, name="reference", oracle=oracle.answer if oracle else None
+            )
+        )
     finally:
         shutil.rmtree(job, ignore_errors=True)
     expected, report = {}, {}
@@ -549,10 +607,21 @@ def grade_submission(
     res = None
     if runnable:
         job = _job_dir(tmp_root, lab, runnable)
+        oracle = _oracle_server(lab)
         try:
-            res = backend.run(SandboxJob(job, data_dir, policy.limits.to_limits(), name=student))
+            res = backend.run(
+                SandboxJob(
+                    job,
+                    data_dir,
+                    policy.limits.to_limits(),
+                    name=student,
+                    oracle=oracle.answer if oracle else None,
+                )
+            )
         finally:
             shutil.rmtree(job, ignore_errors=True)
+        if oracle is not None:  # how many labels the notebook asked the clinician for
+            result["oracle"] = oracle.usage()
         result["sandbox"] = {
             "status": res.status,
             "returncode": res.returncode,
@@ -726,6 +795,11 @@ def store(
     ]
     lines += [
         f"task {k}: {v['score']}/{v['max']} {v['message']}" for k, v in result["tasks"].items()
+    ]
+    lines += [
+        f"clinician {k}: {u['labels']} label(s) given, {u['requests']} request(s), "
+        f"{u['refused']} refused"
+        for k, u in result.get("oracle", {}).items()
     ]
     lines += ["--- cells ---", log]
     _atomic_write(lab.state / "logs" / f"{student}.log", "\n".join(lines) + "\n")

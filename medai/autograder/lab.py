@@ -40,7 +40,15 @@ from medai.autograder.tasks import (
     load_tasks,
 )
 
-__all__ = ["CheckFailed", "check", "data_dir", "read_table"]
+__all__ = [
+    "CheckFailed",
+    "Clinician",
+    "OracleRefused",
+    "check",
+    "clinician",
+    "data_dir",
+    "read_table",
+]
 
 
 @dataclass
@@ -120,6 +128,110 @@ def read_table(dataset: str, table: str) -> Any:
         if (folder / f"{table}{ext}").exists():
             return reader(folder / f"{table}{ext}")
     raise FileNotFoundError(f"no table '{table}' (.csv or .parquet) in {folder}")
+
+
+# --------------------------------------------------------------------------- the clinician
+
+
+class OracleRefused(RuntimeError):
+    """The clinician did not answer (budget spent, an id not in the pool, ...); says why."""
+
+
+class Clinician:
+    """A simulated expert who labels the cases you choose from a pool (``clinician(task)``).
+
+    ``pool`` holds the pool's inputs (no labels) and ``ids`` their ids; ``ask(ids)`` returns the
+    labels of those cases, in order, and counts each new id against ``budget`` (asking again about
+    an id is free); ``answers`` keeps every answer received, by id. While you work the pool is the task's public *practice* pool; when your
+    notebook is graded it is the graded pool, and the answers come from the grader, outside your
+    notebook: only the labels you ask for ever reach it.
+    """
+
+    def __init__(self, task_id: str, budget: int, pool: Any, ids: list[str], answer: Any) -> None:
+        self.task_id = task_id
+        self.budget = budget
+        self.pool = pool
+        self.ids = ids
+        self._answer = answer
+        self.remaining = budget
+        self.answers: dict[str, Any] = {}
+
+    def ask(self, ids: Any) -> np.ndarray:
+        """Labels of the cases ``ids`` (a list or array of ids from ``self.ids``)."""
+        wanted = [i.item() if hasattr(i, "item") else i for i in list(ids)]
+        reply = self._answer(wanted)
+        if "error" in reply:
+            raise OracleRefused(f"the clinician did not answer: {reply['error']}")
+        self.remaining = int(reply["remaining"])
+        self.answers.update(zip((str(i) for i in wanted), reply["labels"], strict=True))
+        return np.asarray(reply["labels"])
+
+    __call__ = ask
+
+    def __repr__(self) -> str:
+        return (
+            f"Clinician({self.task_id!r}: pool of {len(self.ids)} cases, "
+            f"{self.remaining} of {self.budget} labels left)"
+        )
+
+
+_answers: Any = None  # grading mode: the answer pipe from the grader, opened once
+
+
+def _ask_grader(task_id: str, ids: list) -> dict:
+    global _answers
+    g = _grading
+    assert g is not None
+    fd = os.environ.get("MEDAI_ORACLE_FD")
+    if fd is None:
+        return {"error": "this grader serves no clinician (no MEDAI_ORACLE_FD)"}
+    if _answers is None:
+        _answers = open(int(fd), encoding="utf-8", closefd=False)  # noqa: SIM115
+    g.emit({"type": "oracle", "task": task_id, "ids": [_plain_id(i) for i in ids]})
+    line = _answers.readline()
+    return json.loads(line) if line else {"error": "the grader closed the clinician's line"}
+
+
+def _plain_id(i: Any) -> Any:
+    return i if isinstance(i, str | int | float) and not isinstance(i, bool) else str(i)
+
+
+def _practice_answers(task: ModelTask, budget: int) -> Any:
+    """Public mode: answers from the practice pool's public labels, with the same rules."""
+    from medai.autograder.modeldata import load_source
+    from medai.autograder.oracle import OracleServer, PoolLabels
+
+    assert task.oracle is not None
+    labels = load_source(task.oracle.practice.labels, data_dir(task.dataset))
+    if labels.ids is None:
+        raise ValueError("oracle.practice.labels need ids (id_column) to answer by id")
+    server = OracleServer(
+        {"p": PoolLabels(dict(zip(labels.ids, labels.value, strict=True)), budget)}
+    )
+    return lambda ids: server.answer({"task": "p", "ids": ids})
+
+
+def clinician(task_id: str) -> Clinician:
+    """The simulated clinician of ``task_id`` (a ``model`` task with an ``oracle:``).
+
+    A fresh one while you work (its budget starts full: practise as often as you like); in the
+    grader, every clinician of a task shares one budget for the whole run.
+    """
+    from medai.autograder.modeldata import load_source
+
+    spec = _spec()
+    task = spec.tasks.get(task_id)
+    if not isinstance(task, ModelTask) or task.oracle is None:
+        raise KeyError(f"task '{task_id}' has no clinician (an `oracle:` in tasks.yaml)")
+    split = task.oracle.graded if _grading is not None else task.oracle.practice
+    pool = load_source(split.inputs, data_dir(task.dataset))
+    if pool.ids is None:
+        raise ValueError(f"task '{task_id}': the clinician's pool needs ids (id_column)")
+    if _grading is not None:
+        answer = lambda ids: _ask_grader(task_id, ids)  # noqa: E731
+    else:
+        answer = _practice_answers(task, task.oracle.budget)
+    return Clinician(task_id, task.oracle.budget, pool.value, pool.ids, answer)
 
 
 # --------------------------------------------------------------------------- the check
@@ -279,7 +391,7 @@ def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
 
     if not callable(fn):
         raise TypeError(f"expected a predict function, got {type(fn).__name__}")
-    src = getattr(task, split).inputs
+    src = getattr(task, split).inputs  # dev, test or members
     inputs = load_source(src, data_dir(task.dataset))  # public only: no hidden folder given
     n = len(inputs.value)
     pred = to_plain_output(fn(inputs.value), task.output, inputs.ids)
@@ -287,16 +399,19 @@ def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
 
 
 def _predict_test(task: ModelTask, fn: Any) -> Any:
-    """Grading mode: predictions for the test inputs (public files); never any label."""
+    """Grading mode: predictions for the test inputs (public files); never any label. With
+    ``members:``, the predictions for the members too (the scorer attacks them)."""
     _, pred = _run_predict(task, fn, "test")
-    return pred
+    if task.members is None:
+        return pred
+    return {"test": pred, "members": _run_predict(task, fn, "members")[1]}
 
 
 # --------------------------------------------------------------------------- public mode
 
 
 def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
-    from medai.autograder.metrics import MetricError, by_group, compute
+    from medai.autograder.metrics import METRICS, MetricError, by_group, compute
     from medai.autograder.modeldata import (
         OutputError,
         align,
@@ -322,10 +437,28 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
             validate_output(pred, task.output, len(pred), np.asarray(labels).shape[1:])
         except OutputError as exc:
             return _say(False, task_id, f"the predictions are malformed: {exc}")
+    members = None
+    if task.members is not None:  # the membership attack: members against the dev cases
+        try:
+            m_inputs, m_pred = _run_predict(task, fn, "members")
+            m_labels = align(
+                m_inputs, load_source(task.members.labels, data_dir(task.dataset)), "members"
+            )
+        except OutputError as exc:
+            return _say(False, task_id, f"the predictions for the members are malformed: {exc}")
+        except Exception as exc:
+            return _say(False, task_id, f"could not predict the members: {_describe(exc)}")
+        members = (m_labels, m_pred)
     parts, fracs = [], []
     for m in task.metrics:
+        y, scored, g = labels, pred, groups
+        if METRICS[m.name].membership and members is not None:
+            from medai.autograder.scoring import membership_pairs
+
+            y, scored = membership_pairs(members[0], members[1], labels, pred)
+            g = None  # the attack pairs members with dev cases: dev groups do not apply
         try:
-            value = compute(m.name, labels, pred, match_label=m.match_label, groups=groups)
+            value = compute(m.name, y, scored, match_label=m.match_label, groups=g)
         except MetricError as exc:
             return _say(False, task_id, str(exc))
         frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
@@ -338,8 +471,9 @@ def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
             + (f" [{detail}]" if detail else "")
         )
     n = len(pred)
+    extra = f" and {len(members[1])} members" if members is not None else ""
     msg = (
-        "; ".join(parts) + f" on {n} labelled dev cases: this would earn "
+        "; ".join(parts) + f" on {n} labelled dev cases{extra}: this would earn "
         f"{sum(fracs) / len(fracs):.0%}. The grade uses the hidden test split."
     )
     return _say(min(fracs) >= 1.0, task_id, msg)

@@ -42,6 +42,8 @@ class Metric:
     higher_is_better: bool = True
     grouped: bool = False  # needs the split's groups (one per case)
     by_group: Callable[..., str] | None = None  # per-group figures for feedback messages
+    # scored on the task's members and test cases together, labels (n, 2): [outcome, member]
+    membership: bool = False
 
     def accepts(self, output: Any) -> bool:
         if output.type not in self.outputs:
@@ -256,6 +258,35 @@ def mae(y: Any, pred: np.ndarray, **_: Any) -> float:
     return float(mean_absolute_error(np.asarray(y, dtype=float), np.asarray(pred, dtype=float)))
 
 
+def membership_auroc(y: Any, pred: np.ndarray, **_: Any) -> float:
+    """AUROC of a loss-threshold membership-inference attack (Yeom et al., CSF 2018).
+
+    ``y`` is ``(n, 2)``: each case's 0/1 outcome and whether it was a training case (member, 1)
+    or not (0); ``pred`` the model's probabilities. The attack scores each case by minus its
+    log-loss (members of an overfitted model have smaller losses) and uses one threshold per
+    outcome class (losses of the rare class are larger for everyone), so the AUROC is averaged
+    over the outcome classes present among both members and non-members. 0.5: the attack learns
+    nothing; 1.0: it tells every member from every non-member. Written here: the scorer must
+    run it outside the sandbox, on labels a notebook never sees.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[1] != 2:
+        raise MetricError(f"membership labels must be (n, 2): [outcome, member], got {y.shape}")
+    outcome, member = y[:, 0].astype(int), y[:, 1].astype(int)
+    p = np.clip(_positive(pred), 1e-12, 1 - 1e-12)
+    score = np.where(outcome == 1, np.log(p), np.log(1 - p))  # minus the log-loss
+    aucs = [
+        roc_auc_score(member[outcome == c], score[outcome == c])
+        for c in (0, 1)
+        if len(set(member[outcome == c].tolist())) == 2
+    ]
+    if not aucs:
+        raise MetricError("members and non-members share no outcome class: no attack AUROC")
+    return float(np.mean(aucs))
+
+
 # --------------------------------------------------------------------------- by group
 
 
@@ -412,6 +443,14 @@ METRICS: dict[str, Metric] = {
     "span_recall": Metric(span_recall, ("spans",), "a spans output"),
     "span_precision": Metric(span_precision, ("spans",), "a spans output"),
     "mae": Metric(mae, ("score", "risk"), "a score or risk output", higher_is_better=False),
+    "membership_auroc": Metric(
+        membership_auroc,
+        ("proba",),
+        "a binary proba",
+        binary=True,
+        higher_is_better=False,
+        membership=True,
+    ),
     "worst_group_mae": Metric(
         worst_group_mae,
         ("score", "risk"),

@@ -16,7 +16,10 @@ size-limited tmpfs scratch space that is the only writable place; a scrubbed env
   every process left in the cgroups.
 
 Results come back over a pipe (one JSON object per line) read with a size cap; nothing in the
-sandbox can write to the host. A Kubernetes backend only needs to implement ``run(job)``.
+sandbox can write to the host. A job with an ``oracle`` (the simulated clinician of
+active-learning tasks, :mod:`medai.autograder.oracle`) gets a second pipe: each ``oracle`` request
+read from the result pipe is answered on it (``MEDAI_ORACLE_FD`` in the sandbox). A Kubernetes
+backend only needs to implement ``run(job)``.
 
 The sandbox itself is the *grading job* profile of :mod:`medai.isolation` (one bubblewrap
 builder, one limits object, one cgroup implementation for every sandbox of the project).
@@ -51,6 +54,8 @@ class SandboxJob:
     data_dir: Path | None  # the public data root (MEDAI_DATA), mounted read-only at /data
     limits: Limits = Limits()
     name: str = "job"
+    # answers the job's label requests (medai.autograder.oracle.OracleServer.answer), if any
+    oracle: Callable[[dict], dict] | None = None
 
 
 @dataclass
@@ -105,39 +110,101 @@ def _read_capped(stream, cap: int, sink: list[bytes], over: threading.Event) -> 
     stream.close()
 
 
+def _read_serving(
+    stream,
+    cap: int,
+    sink: list[bytes],
+    over: threading.Event,
+    serve: Callable[[dict], dict],
+    answer_fd: int,
+) -> None:
+    """:func:`_read_capped`, answering each ``oracle`` request line on ``answer_fd`` as it comes.
+
+    A kernel that stops reading its answers fills the answer pipe and stalls here until the wall
+    clock ends the run (the write then fails: the sandbox's end is gone).
+    """
+    size, pending = 0, b""
+    answers = os.fdopen(answer_fd, "wb", buffering=0)
+    try:
+        while True:
+            block = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not block:
+                break
+            if size < cap:
+                sink.append(block[: cap - size])
+            size += len(block)
+            if size > cap:
+                over.set()
+                continue  # past the cap nothing more is read as a record, nor answered
+            *lines, pending = (pending + block).split(b"\n")
+            for line in lines:
+                if b'"oracle"' not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except (ValueError, UnicodeDecodeError, RecursionError):
+                    continue
+                if isinstance(rec, dict) and rec.get("type") == "oracle":
+                    try:
+                        answers.write(json.dumps(serve(rec)).encode() + b"\n")
+                    except OSError:  # the sandbox is gone
+                        pass
+    finally:
+        stream.close()
+        try:
+            answers.close()
+        except OSError:
+            pass
+
+
 def _execute(
-    argv_for: Callable[[int], list[str]],
+    argv_for: Callable[[int, dict[str, str]], list[str]],
     cwd: Path,
     env: dict[str, str],
     job: SandboxJob,
     cg: Cgroup,
 ) -> SandboxResult:
-    """Run ``argv_for(result_fd)`` inside ``cg``; enforce wall clock and output caps."""
+    """Run ``argv_for(result_fd, extra_env)`` inside ``cg``; enforce wall clock and output caps.
+
+    ``extra_env`` names the answer pipe (``MEDAI_ORACLE_FD``) when the job has an oracle.
+    """
     limits = job.limits
     r, w = os.pipe()
+    answer_r = answer_w = None
+    extra_env: dict[str, str] = {}
+    if job.oracle is not None:
+        answer_r, answer_w = os.pipe()
+        extra_env["MEDAI_ORACLE_FD"] = str(answer_r)
     wrapper = join_argv(cg)  # join the cgroups before anything else runs, then exec
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            wrapper + argv_for(w),
+            wrapper + argv_for(w, extra_env),
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            pass_fds=(w,),
+            pass_fds=(w,) if answer_r is None else (w, answer_r),
             start_new_session=True,
         )
+    except BaseException:
+        if answer_w is not None:
+            os.close(answer_w)
+        raise
     finally:
         os.close(w)
+        if answer_r is not None:
+            os.close(answer_r)
     result_chunks: list[bytes] = []
     log_chunks: list[bytes] = []
     result_over, log_over = threading.Event(), threading.Event()
+    result_args = (os.fdopen(r, "rb"), limits.result_mb * 1024 * 1024, result_chunks, result_over)
     readers = [
-        threading.Thread(
-            target=_read_capped,
-            args=(os.fdopen(r, "rb"), limits.result_mb * 1024 * 1024, result_chunks, result_over),
-            daemon=True,
+        threading.Thread(target=_read_capped, args=result_args, daemon=True)
+        if job.oracle is None
+        else threading.Thread(
+            target=_read_serving, args=(*result_args, job.oracle, answer_w), daemon=True
         ),
         threading.Thread(
             target=_read_capped,
@@ -177,7 +244,7 @@ def _execute(
     for line in b"".join(result_chunks).splitlines():
         try:
             rec = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past any depth, too
             malformed += 1
             continue
         if isinstance(rec, dict):
@@ -249,10 +316,10 @@ class BubblewrapBackend:
             notes.append("process limit via RLIMIT_NPROC (per user)")
         env = _sandbox_env(job.data_dir is not None)
 
-        def argv_for(fd: int) -> list[str]:
+        def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:
             nproc = "processes" not in cg.enforced
             argv = _prlimit(job.limits, nproc=nproc)
-            argv += self._argv(job, {**env, "MEDAI_RESULT_FD": str(fd)})
+            argv += self._argv(job, {**env, "MEDAI_RESULT_FD": str(fd), **extra_env})
             return [*argv, sys.executable, "-I", "-m", "medai.autograder.runner", "/job"]
 
         res = _execute(argv_for, job.job_dir, {"PATH": "/usr/bin:/bin"}, job, cg)
@@ -281,8 +348,8 @@ class InsecureBackend:
             argv = _prlimit(job.limits, nproc=nproc)
             argv += [sys.executable, "-I", "-m", "medai.autograder.runner", str(job.job_dir)]
 
-            def argv_for(fd: int) -> list[str]:
-                env["MEDAI_RESULT_FD"] = str(fd)
+            def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:
+                env.update({"MEDAI_RESULT_FD": str(fd), **extra_env})
                 return argv
 
             res = _execute(argv_for, scratch, env, job, cg)

@@ -138,13 +138,33 @@ class ModelTruth:
     labels: Any  # hidden labels, aligned to the order of the public test inputs
     n: int  # number of test inputs
     groups: Any = None  # each test input's group (public), for metrics by group
+    members_labels: Any = None  # public labels of the members split, aligned to its inputs
+    n_members: int = 0
+
+
+def membership_pairs(
+    members_labels: Any, members_pred: Any, others_labels: Any, others_pred: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``[outcome, member]`` and predictions of members and non-members, stacked."""
+    y = np.r_[np.asarray(members_labels, dtype=float), np.asarray(others_labels, dtype=float)]
+    member = np.r_[np.ones(len(members_labels)), np.zeros(len(others_labels))]
+    return np.c_[y, member], np.concatenate([members_pred, others_pred])
 
 
 def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
     """Validate recorded predictions, compute each metric on the hidden labels, average."""
-    from medai.autograder.metrics import MetricError, by_group, compute
+    from medai.autograder.metrics import METRICS, MetricError, by_group, compute
     from medai.autograder.modeldata import OutputError, validate_output
 
+    members = None
+    if task.members is not None:  # the record holds {"test": ..., "members": ...}
+        if not isinstance(got, dict) or set(got) != {"test", "members"}:
+            return TaskScore(0.0, "malformed predictions: expected test and members predictions")
+        try:
+            members = validate_output(got["members"], task.output, truth.n_members)
+        except OutputError as exc:
+            return TaskScore(0.0, f"malformed predictions for the members: {exc}")
+        got = got["test"]
     if task.output.type not in ("spans", "answers") and isinstance(got, list):
         return TaskScore(0.0, "malformed predictions: expected an array, got a list")
     shape = np.asarray(truth.labels).shape[1:] if task.output.type == "mask" else None
@@ -154,10 +174,12 @@ def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
         return TaskScore(0.0, f"malformed predictions: {exc}")
     parts, total = [], 0.0
     for m in task.metrics:
+        labels, scored, groups = truth.labels, pred, truth.groups
+        if METRICS[m.name].membership:  # members against test cases
+            labels, scored = membership_pairs(truth.members_labels, members, truth.labels, pred)
+            groups = None  # the attack pairs members with test cases: test groups do not apply
         try:
-            value = compute(
-                m.name, truth.labels, pred, match_label=m.match_label, groups=truth.groups
-            )
+            value = compute(m.name, labels, scored, match_label=m.match_label, groups=groups)
         except MetricError as exc:
             parts.append(f"{m.name}: not computable ({exc}): 0")
             continue
@@ -169,7 +191,9 @@ def score_model(task: ModelTask, got: Any, truth: ModelTruth) -> TaskScore:
             f"{m.zero_marks_at:g}): {frac:.0%}" + (f" [{detail}]" if detail else "")
         )
     frac = total / len(task.metrics)
-    return TaskScore(frac, "; ".join(parts) + f" on the hidden test split ({truth.n} cases)")
+    where = f" on the hidden test split ({truth.n} cases"
+    where += f"; {truth.n_members} members)" if task.members is not None else ")"
+    return TaskScore(frac, "; ".join(parts) + where)
 
 
 def score_property(task: PropertyTask, got: Any) -> TaskScore:

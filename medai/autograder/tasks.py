@@ -253,6 +253,32 @@ class MetricSpec(_Strict):
         return self
 
 
+class OracleSpec(_Strict):
+    """A simulated expert who labels the cases the trainee asks about (active learning).
+
+    ``lab.clinician(task_id)`` gives the notebook a pool to choose from and asks for labels.
+    While the trainee works it answers from the public ``practice`` pool; in the grader the pool
+    is ``graded`` and the answers come from its hidden labels, served by the trusted grader over
+    a pipe: no label of the pool enters the kernel unless asked for, and at most ``budget`` in a
+    run (:mod:`medai.autograder.oracle`).
+    """
+
+    budget: int = Field(ge=1, le=100_000, description="Labels the expert gives in one run.")
+    practice: Split = Field(description="Public pool and its public labels: practice.")
+    graded: Split = Field(description="Public pool, hidden labels: answered by the grader.")
+
+    @model_validator(mode="after")
+    def _visibility(self) -> OracleSpec:
+        if self.practice.labels.hidden:
+            raise ValueError("oracle.practice.labels must be public: they answer while you work")
+        if not self.graded.labels.hidden:
+            raise ValueError(
+                "oracle.graded.labels must say `hidden: true`: the grader answers from them, "
+                "and a public copy would hand the pool's labels to the kernel"
+            )
+        return self
+
+
 class ModelTask(_Strict):
     kind: Literal["model"]
     dataset: str
@@ -260,6 +286,14 @@ class ModelTask(_Strict):
     test: Split = Field(description="Public inputs, hidden labels: the grade.")
     output: OutputSpec
     metrics: list[MetricSpec] = Field(min_length=1)
+    oracle: OracleSpec | None = Field(
+        None, description="An expert the notebook may ask for labels (active learning)."
+    )
+    members: Split | None = Field(
+        None,
+        description="Public, labelled training cases of the model: a membership-inference "
+        "metric attacks them against the test cases (dev cases while you work).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> ModelTask:
@@ -272,6 +306,14 @@ class ModelTask(_Strict):
                 "test.labels must say `hidden: true` (read from <root>/hidden/<dataset>/ by the "
                 "scorer only); a public test split would let trainees fit on it"
             )
+        membership = [m.name for m in self.metrics if METRICS[m.name].membership]
+        if membership and self.members is None:
+            raise ValueError(
+                f"metric(s) {membership} attack the model's training cases: give `members:` "
+                "(their public inputs and labels)"
+            )
+        if self.members is not None and self.members.labels.hidden:
+            raise ValueError("members.labels must be public: they are the model's training data")
         for m in self.metrics:
             if METRICS[m.name].grouped and (self.dev.groups is None or self.test.groups is None):
                 raise ValueError(

@@ -353,8 +353,9 @@ def build_nav(docs: Path, lab_pages: list[str], dataset_pages: list[str]) -> lis
     """Navigation for the staged ``docs`` folder.
 
     Home and Getting started first; then one section per module folder (``NN-topic/``, in
-    name order); Labs (those no module shows); Datasets; the instructor and operator guides;
-    any other page or folder; Reference last.
+    name order); each further course (a folder holding module folders, e.g. ``course-2/``)
+    as its own section, titled by its ``index.md``; Labs (those no module shows); Datasets; the
+    instructor and operator guides; any other page or folder; Reference last.
     """
     nav: list = [{"Home": "index.md"}]
     nav += [p for p in FIRST_PAGES[1:] if (docs / p).exists()]
@@ -362,6 +363,12 @@ def build_nav(docs: Path, lab_pages: list[str], dataset_pages: list[str]) -> lis
     modules = [d for d in dirs if MODULE_DIR_RE.match(d.name) and any(d.rglob("*.md"))]
     if modules:
         nav.append({"Modules": [_section(docs, d) for d in modules]})
+    courses = [
+        d
+        for d in dirs
+        if d not in modules and any(MODULE_DIR_RE.match(s.name) for s in d.iterdir() if s.is_dir())
+    ]
+    nav += [_section(docs, d) for d in courses]
     if lab_pages:
         nav.append({"Labs": lab_pages})
     if dataset_pages:
@@ -369,7 +376,7 @@ def build_nav(docs: Path, lab_pages: list[str], dataset_pages: list[str]) -> lis
     nav += [p for p in GUIDE_PAGES if (docs / p).exists()]
     placed = set(FIRST_PAGES) | set(GUIDE_PAGES)
     nav += sorted(p.name for p in docs.glob("*.md") if p.name not in placed)
-    others = [d for d in dirs if d not in modules and d.name != "reference"]
+    others = [d for d in dirs if d not in modules + courses and d.name != "reference"]
     nav += [_section(docs, d) for d in others if any(d.rglob("*.md"))]
     if (docs / "reference").is_dir() and any((docs / "reference").rglob("*.md")):
         ref = _section(docs, docs / "reference")
