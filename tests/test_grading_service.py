@@ -276,6 +276,8 @@ def test_formgrader_autograde_does_not_run_submitted_code(running_hub, teacher, 
     # the instructor collects and autogrades from the formgrader, as any nbgrader user would
     fg = f"{hub.service_url(course)}/formgrader"
     page.goto(fg)
+    # the formgrader fills its table from its API: give a loaded machine time
+    page.wait_for_selector("#main-table td.collect a", timeout=180_000)
     page.click("#main-table td.collect a")
     page.wait_for_selector(".modal-dialog", timeout=60_000)
     page.goto(f"{fg}/manage_submissions/hello")

@@ -134,7 +134,7 @@ def test_trainee_fetches_edits_submits_and_instructor_sees_it(browser, running_h
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     resp = page.goto(formgrader)
     assert resp.status == 200
-    page.wait_for_selector("#main-table td.collect a")
+    page.wait_for_selector("#main-table td.collect a", timeout=180_000)  # a loaded machine
     page.screenshot(path=artifacts_dir / "7-instructor-formgrader.png")
     page.click("#main-table td.collect a")
     page.wait_for_timeout(500)
