@@ -92,7 +92,13 @@ def run(
     hub_port: int | None,
     require_limits: bool = False,
 ) -> int:
+    phases = Phases()
     cg = Cgroup.create(name, limits)
+    # A server's cgroup name is stable (the class service finds it to measure its memory), so
+    # a folder left by a launcher that was killed outright may still hold processes of that
+    # user's previous server: the hub runs one server per user, so they are stale.
+    cg.kill_all()
+    phases.mark("cgroup")
     if require_limits and not {"memory", "processes"} <= cg.enforced:
         cg.kill_and_remove()
         raise LaunchFailed(
@@ -123,6 +129,7 @@ def run(
         proc = subprocess.Popen(full, pass_fds=extra_fds)
         for fd in extra_fds:
             os.close(fd)
+        phases.mark("popen")
 
         def _pass_on(signum, frame):
             with contextlib.suppress(ProcessLookupError):
@@ -133,6 +140,7 @@ def run(
 
         if forward:
             info = _read_info(info_r)
+            phases.mark("bwrap")
             pid = int(info["child-pid"])
             fd, pasta_pid_file = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
             os.close(fd)
@@ -146,6 +154,8 @@ def run(
                 raise LaunchFailed(f"pasta could not connect the sandbox: {r.stderr.strip()}")
             os.write(blk_w, b"1")
             os.close(blk_w)
+            phases.mark("pasta")
+        phases.report(name)
         return proc.wait()
     finally:
         if proc is not None and proc.poll() is None:
@@ -154,6 +164,30 @@ def run(
         cg.kill_and_remove()
         if pasta_pid_file:
             _stop_pid_file(pasta_pid_file)
+
+
+class Phases:
+    """Wall-clock time of each launch phase, printed as one line the benchmark reads:
+    ``medai-launch NAME {"start": EPOCH, "cgroup": S, "popen": S, "bwrap": S, "pasta": S}``
+    (``start``: when this process began; each phase: seconds after the one before)."""
+
+    PREFIX = "medai-launch"
+
+    def __init__(self) -> None:
+        self.start = _STARTED_AT
+        self.last = _STARTED_AT
+        self.times: dict[str, float] = {"start": _STARTED_AT}
+
+    def mark(self, phase: str) -> None:
+        now = time.time()
+        self.times[phase] = round(now - self.last, 4)
+        self.last = now
+
+    def report(self, name: str) -> None:
+        print(f"{self.PREFIX} {name} {json.dumps(self.times)}", file=sys.stderr, flush=True)
+
+
+_STARTED_AT = time.time()
 
 
 def _stop_pid_file(path: str) -> None:
