@@ -12,8 +12,10 @@ An instructor or TA opens a session for a group (the course's trainees) on the c
    by reporting activity for it every ``--keepalive-seconds``; once its trainee has used it
    (the hub saw them after it was ready), it is an ordinary server, and the idle culler stops
    it after the course's idle time;
-3. when the session ends (closed, or after ``--session-hours``) stops the warm servers nobody
-   used; servers in use stay with their trainees.
+3. when the session ends (closed, or after ``--session-hours``) stops keeping them warm: the
+   idle culler then stops each server nobody uses for the course's idle time (it is not stopped
+   at once: the hub learns that a trainee uses a server minutes late, and a server in use must
+   not lose its kernels).
 
 It runs outside every sandbox with its own token, which may act only on the trainees' servers
 (``list:users``, ``read:users``, ``servers`` and ``users:activity``, each ``!group=nbgrader-<course>``: see
@@ -66,9 +68,10 @@ WAITING = "waiting"  # not started yet
 NO_ROOM = "no room"  # not started: the machine's memory would not hold it
 STARTING = "starting"
 WARM = "warm"  # running, not used yet by its trainee
-IN_USE = "in use"
+IN_USE = "in use"  # its trainee has been seen since it turned warm (informational)
 STOPPED = "stopped"  # was running, is not any more (stopped, culled, or its start failed)
-STOPPED_UNUSED = "stopped unused"  # the session ended before its trainee came
+RELEASED = "released"  # the session ended: no longer kept warm, the idle culler decides
+NOT_STARTED = "not started"  # the session ended before its turn
 
 
 def _now() -> float:
@@ -373,7 +376,9 @@ class ClassWarmer:
 
     # -- opening and closing -----------------------------------------------------------------
 
-    async def open(self, group: str, hours: float | None, by: str) -> Session:
+    async def open(
+        self, group: str, hours: float | None, by: str, users: list[str] | None = None
+    ) -> Session:
         if group not in self.s.groups:
             raise ValueError(
                 f"no class sessions for group '{group}': this service serves "
@@ -391,7 +396,15 @@ class ClassWarmer:
                     f"{_iso(existing.ends_at)}); close it first"
                 )
             await self.refresh()
-            users = self.members(group)
+            members = self.members(group)
+            if users:
+                strangers = sorted(set(users) - set(members))
+                if strangers:
+                    raise ValueError(
+                        f"not in group {group}: {', '.join(strangers)} (members: "
+                        f"{', '.join(members) or 'none'})"
+                    )
+            users = sorted(set(users)) if users else members
             session = Session(
                 id=secrets.token_hex(4),
                 group=group,
@@ -417,16 +430,15 @@ class ClassWarmer:
         return session
 
     async def _end(self, session: Session, by: str) -> None:
-        """Stop the servers nobody used; leave the others with their trainees."""
-        for user, rec in session.servers.items():
-            if rec.state in (WARM, STARTING):
-                try:
-                    await self.hub.stop(user)
-                    rec.state, rec.note = STOPPED_UNUSED, "the session ended before it was used"
-                except HTTPClientError as exc:
-                    rec.note = f"could not stop it: HTTP {exc.code}"
+        """Stop keeping the session's servers warm. None is stopped here: the hub's view of
+        whether a trainee is using a server lags by minutes (it polls the proxy and the
+        servers report every few minutes), and stopping one in use would lose their kernels.
+        The idle culler stops each one idle for the course's idle time, as any other."""
+        for rec in session.servers.values():
+            if rec.state in (WARM, STARTING, IN_USE):
+                rec.state, rec.note = RELEASED, "no longer kept warm; stops once idle"
             elif rec.state in (WAITING, NO_ROOM):
-                rec.state, rec.note = STOPPED_UNUSED, "never started"
+                rec.state, rec.note = NOT_STARTED, "the session ended before its turn"
         session.closed_at = _now()
         session.closed_by = by
         self.store.save()
@@ -525,8 +537,9 @@ PAGE = Template(
 </head><body>
 <h1>Class sessions <small>{{ s.title }}</small></h1>
 <p>Open a session a few minutes before class: the trainees' JupyterLab servers start in the
-background and a trainee who logs in lands in a running one. Warm servers nobody used stop when
-the session ends; servers in use stay with their trainees until they idle out.</p>
+background and a trainee who logs in lands in a running one. Servers are kept warm while the
+session is open; after it ends, each one nobody uses is stopped once it has been idle for the
+course's idle time.</p>
 <h2>Memory</h2>
 <p id="memory">{{ memory["text"] }}</p>
 <h2>Open a session</h2>
@@ -685,9 +698,14 @@ class ApiSessionsHandler(ApiBase):
         if not isinstance(body, dict):
             raise web.HTTPError(400, "the body must be a JSON object")
         group = body.get("group") or self.warmer.s.groups[0]
+        users = body.get("users")
+        if users is not None and not (
+            isinstance(users, list) and all(isinstance(u, str) for u in users)
+        ):
+            raise web.HTTPError(400, "users must be a list of user names")
         try:
             hours = None if body.get("hours") is None else float(body["hours"])
-            session = await self.warmer.open(group, hours, self.who())
+            session = await self.warmer.open(group, hours, self.who(), users)
         except (ValueError, TypeError) as exc:
             raise web.HTTPError(400, str(exc)) from None
         except FileExistsError as exc:

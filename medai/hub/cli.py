@@ -195,10 +195,15 @@ def class_open(
     hours: float = typer.Option(
         None, help="How long to keep unused servers warm (default: servers.class_session_hours)."
     ),
+    users: str = typer.Option(
+        None, help="Only these members of the group, comma-separated (default: all of them)."
+    ),
     state: Path = typer.Option(DEFAULT_STATE, help="State folder of the running hub."),
 ) -> None:
     """Open a class session: the group's servers start now, in the background."""
     body = {k: v for k, v in {"group": group, "hours": hours}.items() if v is not None}
+    if users:
+        body["users"] = [u.strip() for u in users.split(",") if u.strip()]
     out = _class_call(state, "POST", "api/sessions", body)
     _print_session(out["session"])
     typer.echo(out["memory"]["text"])
@@ -224,7 +229,7 @@ def class_close(
     session: str = typer.Argument(None, help="Session id (default: every open session)."),
     state: Path = typer.Option(DEFAULT_STATE, help="State folder of the running hub."),
 ) -> None:
-    """Close a session: warm servers nobody used stop; servers in use stay."""
+    """Close a session: its servers are no longer kept warm (each stops once idle)."""
     ids = [session] if session else None
     if ids is None:
         ids = [s["id"] for s in _class_call(state, "GET", "api/sessions")["sessions"] if s["open"]]

@@ -583,6 +583,7 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     say("")
     say(f"MedAI Lab is running: {hub.url}")
     say(f"  formgrader (instructors, TAs): {hub.url}/services/{course}/formgrader")
+    say(f"  class sessions (instructors, TAs): {hub.url}/services/medai-class/")
     say(f"  hub log: {hub.log}")
     if passwords:
         say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")
