@@ -140,8 +140,9 @@ def run(
 
         if forward:
             info = _read_info(info_r)
-            phases.mark("bwrap")
             pid = int(info["child-pid"])
+            _wait_for_loopback(pid)
+            phases.mark("bwrap")
             fd, pasta_pid_file = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
             os.close(fd)
             r = subprocess.run(
@@ -164,6 +165,26 @@ def run(
         cg.kill_and_remove()
         if pasta_pid_file:
             _stop_pid_file(pasta_pid_file)
+
+
+def _wait_for_loopback(pid: int, timeout: float = 10) -> None:
+    """Wait until bubblewrap has set up the sandbox's loopback interface.
+
+    bubblewrap reports the sandbox's pid (``--info-fd``) before its child configures ``lo``
+    in the new network namespace; pasta attaching in that window configures ``lo`` too, and
+    bubblewrap's own request then fails ("loopback: Failed RTM_NEWADDR") and the sandbox
+    dies. Seen when the sandbox's cgroup has a low CPU weight and the machine is busy. The
+    namespace's routing table (``/proc/PID/net/fib_trie``) lists 127.0.0.1 once ``lo`` is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/net/fib_trie", encoding="ascii", errors="replace") as fh:
+                if "127.0.0.1" in fh.read():
+                    return
+        except OSError:  # the sandbox ended: bubblewrap says why on stderr
+            raise LaunchFailed("bubblewrap exited before the sandbox's network was up") from None
+        time.sleep(0.002)
+    raise LaunchFailed(f"the sandbox's loopback interface was not up within {timeout:.0f} s")
 
 
 class Phases:
