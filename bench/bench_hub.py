@@ -33,6 +33,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import yaml
@@ -139,7 +140,9 @@ def last_launch(layout, user: str) -> dict | None:
     return found
 
 
-def phases(marks: dict, start: dict | None, launch: dict | None) -> dict[str, float]:
+def phases(
+    marks: dict, start: dict | None, launch: dict | None, running: bool = False
+) -> dict[str, float]:
     """Seconds per phase of one browser login (absent phases are left out)."""
     out: dict[str, float] = {}
     click = marks["click"]
@@ -161,6 +164,8 @@ def phases(marks: dict, start: dict | None, launch: dict | None) -> dict[str, fl
             out["sandbox and server start until it answers"] = start["ready"] - start["launched"]
         after_login = start["ready"]
         out["server ready to JupyterLab page"] = marks["lab_page"] - after_login
+    elif running:
+        out["login to JupyterLab page (server running)"] = marks["lab_page"] - after_login
     else:
         out["login to JupyterLab page (spawn included)"] = marks["lab_page"] - after_login
     out["JupyterLab page to UI usable"] = marks["ui"] - marks["lab_page"]
@@ -185,7 +190,7 @@ def browser_logins(hub, passwords: dict, users: list[str], stop_after: bool) -> 
             def on_response(resp, marks=marks):
                 now = time.time()
                 req = resp.request
-                if req.method == "POST" and resp.url.endswith("/hub/login"):
+                if req.method == "POST" and urlparse(resp.url).path.endswith("/hub/login"):
                     marks.setdefault("login", now)
                 elif resp.status == 200 and LAB_PAGE.search(resp.url.split("#")[0]):
                     if req.resource_type == "document":
@@ -295,7 +300,7 @@ def run(kind: str, repeat: int, n_burst: int) -> dict:
             open_class(hub, names("w", repeat))
             marks = browser_logins(hub, passwords, names("w", repeat), stop_after=False)
             out["warm"] = [m["ui"] - m["click"] for m in marks]
-            out["warm_phases"] = [phases(m, None, None) for m in marks]
+            out["warm_phases"] = [phases(m, None, None, running=True) for m in marks]
         print("  cold logins ...", flush=True)
         marks = browser_logins(hub, passwords, names("c", repeat), stop_after=True)
         out["cold"] = [m["ui"] - m["click"] for m in marks]
