@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -16,7 +17,7 @@ from medai.hub.layout import StateLayout
 from medai.hub.spawner import kernel_culling, prepare_user
 from medai.hub.spawnqueue import BACKGROUND, ProgressLog, SpawnQueue
 from medai.isolation.bwrap import Software
-from medai.isolation.cgroups import v1_shares
+from medai.isolation.cgroups import Cgroup, probe, v1_shares
 from medai.isolation.limits import Limits
 
 SOFTWARE = Software(paths=("/opt/py",), path_env="/usr/bin")
@@ -217,3 +218,24 @@ def test_the_server_entry_does_not_build_the_rfc3987_grammars():
     plain = ENTRY.format(start="from jupyterhub.singleuser import main")
     r = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True)
     assert r.stdout.split()[-2:] == ["True", "True"], r.stderr  # what the entry point saves
+
+
+def test_a_starting_server_has_a_low_cpu_weight_and_gets_the_default_back():
+    cg = Cgroup.create(f"medai-test-weight-{uuid.uuid4().hex[:8]}", Limits(cpu_weight=20))
+    try:
+        if "cpu_weight" not in cg.enforced:
+            pytest.fail(f"no cpu controller for this test's cgroup: {probe().describe()}")
+
+        def weight() -> int:
+            for d in cg.dirs:
+                if (d / "cpu.weight").exists():
+                    return int((d / "cpu.weight").read_text())
+                if (d / "cpu.shares").exists():
+                    return int((d / "cpu.shares").read_text()) * 100 // 1024
+            raise AssertionError("no cpu controller file")
+
+        assert weight() in (19, 20)  # v1 rounds 204 shares back down
+        assert Cgroup.find(cg.name).set_cpu_weight(None)
+        assert weight() == 100
+    finally:
+        cg.kill_and_remove()

@@ -25,6 +25,7 @@ from medai.config import parse_config
 from medai.hub.auth import write_accounts
 from medai.hub.client import HubUser
 from medai.hub.launcher import free_port, start_hub
+from medai.isolation.cgroups import Cgroup
 
 pytestmark = [pytest.mark.slow]
 
@@ -110,6 +111,18 @@ def test_two_starts_at_once_one_waits_in_line_and_both_run(hub):
         assert not [e for e in streams[first] if "in the queue" in e["message"]]
         for u in users:  # each in their JupyterLab (after the server's OAuth round trip)
             assert u.client.get(f"/user/{u.name}/lab").status_code == 200
+            # its cgroup is found by name, and is back at the default CPU weight once up
+            cg = Cgroup.find(hub.layout.server_cgroup(u.name))
+            assert cg is not None and cg.memory_bytes()["resident"] > 0
+            weights = [
+                int((d / "cpu.weight").read_text()) for d in cg.dirs if (d / "cpu.weight").exists()
+            ]
+            weights += [
+                int((d / "cpu.shares").read_text()) * 100 // 1024
+                for d in cg.dirs
+                if (d / "cpu.shares").exists()
+            ]
+            assert weights == [100]
     finally:
         for u in users:
             u.stop_server()
@@ -119,9 +132,9 @@ def test_two_starts_at_once_one_waits_in_line_and_both_run(hub):
 def test_the_hub_answers_its_api_during_a_burst_of_starts(hub):
     users = [HubUser(hub.url, name, hub.passwords[name]) for name in BURST]
     answers: list[int] = []
+    pool = ThreadPoolExecutor(len(users))
     try:
-        for u in users:
-            request_server(u)
+        posts = [pool.submit(request_server, u) for u in users]  # all at once, not waited for
         watcher = users[0]
         pending_seen = 0
         deadline = time.monotonic() + 600
@@ -139,9 +152,12 @@ def test_the_hub_answers_its_api_during_a_burst_of_starts(hub):
             time.sleep(0.5)
         else:
             raise AssertionError("the burst's servers did not all start")
+        for p in posts:
+            p.result()
         assert pending_seen > 0  # the calls were made while starts were under way
         assert set(answers) == {200}
     finally:
+        pool.shutdown()
         for u in users:
             u.stop_server()
             u.close()

@@ -84,6 +84,13 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _when(epoch: float | None) -> str:
+    """A time as the page shows it (UTC, to the minute)."""
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _epoch(iso: str | None) -> float | None:
     if not iso:
         return None
@@ -544,7 +551,7 @@ course's idle time.</p>
 <p id="memory">{{ memory["text"] }}</p>
 <h2>Open a session</h2>
 <form method="post" action="{{ prefix }}open">{% raw xsrf_form_html() %}
-<label>Group <select name="group">{% for g in s.groups %}<option value="{{ g }}">{{ g }}</option>{% end %}</select></label>
+<label>Group <select name="group">{% for g in s.groups %}<option value="{{ g }}">{{ g }} (the course's trainees)</option>{% end %}</select></label>
 <label>Hours <input name="hours" type="number" min="0.1" max="24" step="0.1" value="{{ s.session_hours }}"></label>
 <button type="submit" id="open">Open</button>
 </form>
@@ -553,7 +560,7 @@ course's idle time.</p>
 {% if not sessions %}<p>None yet.</p>{% end %}
 {% for x in sessions %}
 <section class="session" id="session-{{ x.id }}">
-<h3>{{ x.group }}: {% if x.is_open(now) %}open until {{ iso(x.ends_at) }}{% else %}closed {{ iso(x.closed_at) }} ({{ x.closed_by }}){% end %}</h3>
+<h3>{{ x.group }}: {% if x.is_open(now) %}open until {{ iso(x.ends_at) }}{% else %}closed {{ iso(x.closed_at) }} (by {{ x.closed_by }}){% end %}</h3>
 <p>Session {{ x.id }}, opened by {{ x.opened_by }} at {{ iso(x.opened_at) }}.
 {% for state, n in sorted(x.counts().items()) %}<span class="count">{{ state }}: {{ n }}</span> {% end %}</p>
 <table><tr><th>trainee</th><th>server</th><th>note</th></tr>
@@ -618,7 +625,7 @@ class Base(HubOAuthenticated, web.RequestHandler):
                 memory=w.memory(),
                 sessions=sessions,
                 now=now,
-                iso=_iso,
+                iso=_when,
                 error=error,
                 refresh=refresh,
                 sorted=sorted,

@@ -261,7 +261,11 @@ def class_services(
 
 def class_roles(cfg: CourseConfig, ports: Ports, cli_token: str | None) -> list[dict]:
     """The roles of the services :func:`class_services` adds (none for one it leaves out)."""
-    have = {s["name"] for s in class_services(cfg, StateLayout(Path("/")), ports, cli_token)}
+    have = set()
+    if ports.classes:
+        have |= {roles.CLASS_SERVICE} | ({roles.CLASS_CLI_SERVICE} if cli_token else set())
+    if idle_server_seconds(cfg):
+        have.add(roles.CULLER_SERVICE)
     out = []
     for role in roles.class_roles(cfg, culler=roles.CULLER_SERVICE in have):
         if "services" in role and not set(role["services"]) <= have:

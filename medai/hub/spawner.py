@@ -39,6 +39,7 @@ from medai.hub.layout import (
 from medai.hub.spawnqueue import BACKGROUND, INTERACTIVE, ProgressLog, SpawnQueue
 from medai.isolation import launch, profiles
 from medai.isolation.bwrap import Software, argv, write_identity
+from medai.isolation.cgroups import Cgroup
 from medai.isolation.limits import Limits
 
 # nbgrader parts trainees must not run in their own server: course staff use the course's
@@ -217,11 +218,13 @@ class BwrapSpawner(LocalProcessSpawner):
         help="Servers that start at once (hub-wide); the others wait in line and see their "
         "place. A start holds its place from the launch until its server answers.",
     )
-    cpu_weight = Integer(
+    start_cpu_weight = Integer(
         20,
         config=True,
-        help="CPU weight of each server's cgroup (100: the kernel's default, the hub's): "
-        "starting servers yield the CPU to the hub, so it keeps answering.",
+        help="CPU weight of a server's cgroup while it starts (100: the kernel's default, the "
+        "hub's): starting servers yield the CPU to the hub, so it keeps answering during a "
+        "burst of logins. Once the server answers, its weight goes back to the default. "
+        "0: the default throughout.",
     )
     kernel_cull_idle_seconds = Integer(
         0, config=True, help="Kernels idle this long are shut down by the server (0: never)."
@@ -246,7 +249,7 @@ class BwrapSpawner(LocalProcessSpawner):
             memory_mb=mem_mb,
             cpus=cpus,
             processes=self.max_processes,
-            cpu_weight=self.cpu_weight or None,
+            cpu_weight=self.start_cpu_weight or None,
         )
 
     def make_preexec_fn(self, name):
@@ -325,6 +328,8 @@ class BwrapSpawner(LocalProcessSpawner):
             log.add("Starting JupyterLab in your sandbox", progress=30)
             await self._wait_until_answering(log)
             t["ready"] = time.time()
+            if self.start_cpu_weight:
+                await asyncio.to_thread(self._restore_cpu_weight)
         finally:
             queue.leave(ticket)
         t["background"] = background
@@ -396,6 +401,13 @@ class BwrapSpawner(LocalProcessSpawner):
                     progress=min(90, 30 + int(waited * 3)),
                 )
             await asyncio.sleep(0.1)
+
+    def _restore_cpu_weight(self) -> None:
+        """The server is up: from now on it shares the CPU like any process (its kernels do
+        the trainee's work). The launcher made its cgroup below the hub's own."""
+        cg = Cgroup.find(self.layout.server_cgroup(self.user.name))
+        if cg is not None:
+            cg.set_cpu_weight(None)
 
     def _write_timing(self, t: dict) -> None:
         with open(self.layout.hub / "logs" / TIMINGS_FILE, "a", encoding="utf-8") as fh:

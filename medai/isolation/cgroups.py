@@ -127,6 +127,17 @@ class Cgroup:
         dirs = [d for d in candidates if d.is_dir()]
         return cls(name, Limits(), dirs=dirs) if dirs else None
 
+    def set_cpu_weight(self, weight: int | None) -> bool:
+        """Change the CPU weight of a running sandbox (None: the kernel's default, 100);
+        True where a cpu controller took it."""
+        done = False
+        for d in self.dirs:
+            if (d / "cpu.weight").exists():
+                done |= _write(d / "cpu.weight", str(weight or 100))
+            elif (d / "cpu.shares").exists():
+                done |= _write(d / "cpu.shares", str(v1_shares(Limits(cpu_weight=weight))))
+        return done
+
     def memory_bytes(self) -> dict[str, int]:
         """What the sandbox holds now: ``usage`` (the cgroup's whole charge, page cache of the
         files it read included) and ``resident`` (anonymous memory and tmpfs pages: what
