@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -44,6 +45,13 @@ def settings_for(tmp_path, servers: dict | None = None, token: str | None = "t" 
 # -- the queue ---------------------------------------------------------------------------------
 
 
+def run(coro) -> None:
+    """Run ``coro`` in its own event loop and thread (Playwright's sync API, used by other
+    tests of the same session, keeps an event loop running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 def test_queue_grants_in_order_shows_places_and_puts_background_starts_last():
     async def scenario():
         q = SpawnQueue(limit=1)
@@ -69,7 +77,7 @@ def test_queue_grants_in_order_shows_places_and_puts_background_starts_last():
         q.leave(b)
         assert q.starting == 0 and q.waiting == 0
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_cancelled_wait_leaves_the_line():
@@ -81,7 +89,7 @@ def test_a_cancelled_wait_leaves_the_line():
         q.leave(a)
         assert c.granted
 
-    asyncio.run(scenario())
+    run(scenario())
     with pytest.raises(ValueError, match="at least 1"):
         SpawnQueue(0)
 
@@ -104,7 +112,7 @@ def test_progress_is_replayed_to_each_reader_then_followed():
         assert await first == ["one", "two"]
         assert await read(2) == ["one", "two"]  # a page refresh reads it all again
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- settings ----------------------------------------------------------------------------------
