@@ -240,11 +240,13 @@ def test_an_opened_class_starts_servers_and_a_login_lands_in_a_running_lab(
 def test_a_bad_session_request_says_what_is_wrong(hub):
     info = json.loads(hub.layout.class_cli_file.read_text())
     auth = {"Authorization": f"token {info['token']}"}
-    r = httpx.post(info["url"] + "api/sessions", json={"group": "formgrade-cls"}, headers=auth)
+    r = httpx.post(
+        info["url"] + "api/sessions", json={"group": "formgrade-cls"}, headers=auth, timeout=60
+    )
     assert r.status_code == 400 and "nbgrader-cls" in r.json()["error"]
-    r = httpx.post(info["url"] + "api/sessions", json={"hours": 100}, headers=auth)
+    r = httpx.post(info["url"] + "api/sessions", json={"hours": 100}, headers=auth, timeout=60)
     assert r.status_code == 400 and "at most 24" in r.json()["error"]
-    r = httpx.post(info["url"] + "api/sessions/0000/close", json={}, headers=auth)
+    r = httpx.post(info["url"] + "api/sessions/0000/close", json={}, headers=auth, timeout=60)
     assert r.status_code == 404
     missing = subprocess.run(
         [sys.executable, "-m", "medai.cli", "class", "status", "--state", "/nonexistent/state"],
