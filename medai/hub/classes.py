@@ -759,6 +759,18 @@ def make_app(settings: Settings, hub: HubAPI, prefix: str) -> web.Application:
     )
 
 
+def die_with_parent() -> None:
+    """End with the hub that started this service, however the hub ends (Linux)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Class sessions: servers started ahead of a class.")
     ap.add_argument("--state", required=True, type=Path)
@@ -771,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pace", type=int, default=1, help="servers it starts at once")
     ap.add_argument("--keepalive-seconds", type=int, default=300)
     a = ap.parse_args(argv)
+    die_with_parent()
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="[medai-class %(levelname)s] %(message)s"
     )

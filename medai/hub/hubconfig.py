@@ -8,6 +8,7 @@ applies it with :func:`apply_settings`. Tests read the mapping directly, without
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,12 +242,15 @@ def class_services(
         if cli_token:
             out.append({"name": roles.CLASS_CLI_SERVICE, "api_token": cli_token})
     if idle_s:
-        # as Zero to JupyterHub runs it: a hub-managed service with its own token
+        # as Zero to JupyterHub runs it: a hub-managed service with its own token (and,
+        # where util-linux's setpriv is there, ended with the hub however the hub ends)
+        setpriv = shutil.which("setpriv")
         out.append(
             {
                 "name": roles.CULLER_SERVICE,
                 "display": False,
                 "command": [
+                    *([setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []),
                     sys.executable,
                     "-m",
                     "jupyterhub_idle_culler",
