@@ -386,13 +386,29 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="browser logins per scenario")
     ap.add_argument("--burst", type=int, default=20, help="trainees logging in at once")
     ap.add_argument("--only", choices=["medai", "simple"])
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the hub benchmark of an earlier commit (its own code) in this run, e.g. "
+        "the commit before the trust work: 09f0b45",
+    )
     a = ap.parse_args()
     kinds = [a.only] if a.only else ["medai", "simple"]
     results = {}
     for kind in kinds:
         print(f"running {kind} ...", flush=True)
         results[kind] = run(kind, a.repeat, a.burst)
+    baseline = None
+    if a.baseline:
+        from baseline import run_baseline
+
+        print(f"running the benchmark of {a.baseline} ...", flush=True)
+        args = ["--only", "medai", "--repeat", str(a.repeat), "--burst", str(a.burst)]
+        baseline = run_baseline(a.baseline, args)
     report(results, a.repeat, a.burst)
+    if baseline is not None:
+        print(f"\n--- {a.baseline} (before this isolation), same machine, same run ---")
+        print(baseline.strip())
 
 
 if __name__ == "__main__":
