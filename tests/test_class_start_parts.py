@@ -149,7 +149,7 @@ def test_class_service_scopes_reach_only_the_trainees(tmp_path):
     for r in roles.values():  # nothing for the trainees' group
         assert "nbgrader-c1" not in r.get("groups", [])
     services = {x["name"]: x for x in s["JupyterHub"]["services"]}
-    assert services["medai-class"]["url"] == "http://127.0.0.1:9001"
+    assert services["medai-class"]["url"] == "http://127.0.0.1:9002"
     assert services["medai-class-cli"] == {"name": "medai-class-cli", "api_token": "t" * 64}
     # without a command-line token there is no such service, and no role names it
     bare = settings_for(tmp_path, token=None)
