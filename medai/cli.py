@@ -3,7 +3,7 @@
 Verbs owned by other subpackages are registered from their own ``cli.py`` (each exposes
 ``register(app)``), so a concern keeps its command-line code next to its logic:
 
-- ``medai up`` / ``medai accounts``      :mod:`medai.hub.cli`
+- ``medai up`` / ``medai accounts`` / ``medai class``   :mod:`medai.hub.cli`
 - ``medai config check|docs``            here
 - ``medai data ...``                     :mod:`medai.synthetic.cli`
 - ``medai grade`` / ``medai grades ...`` :mod:`medai.autograder.cli`

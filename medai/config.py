@@ -133,6 +133,53 @@ class Dataset(_Strict):
     seed: int = Field(default=20261123, ge=0, description="Root seed: same seed, same bytes.")
 
 
+class Servers(_Strict):
+    """How servers start (a queue), stay warm (class sessions) and stop (idle culling)."""
+
+    concurrent_starts: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Servers that may start at once; further logins wait in a queue and see "
+        "their place in it (on 2 cores, 2 keeps the hub responsive).",
+    )
+    start_timeout_minutes: float = Field(
+        default=10,
+        gt=0,
+        description="How long one login may wait for its server, the time in the queue "
+        "included, before the hub gives up.",
+    )
+    class_session_hours: float = Field(
+        default=3,
+        gt=0,
+        le=24,
+        description="How long a class session opened with `medai class open` (or the class "
+        "page) keeps its unused servers warm, unless it is closed earlier.",
+    )
+    class_memory_reserve_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Memory a class session leaves free on the machine (hub, proxy, the "
+        "trainees' kernels): it starts no further warm server below this.",
+    )
+    idle_server_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="A server nobody used for this long is stopped by the idle culler "
+        "(jupyterhub-idle-culler); files stay in the home. 0: never.",
+    )
+    idle_kernel_minutes: float = Field(
+        default=30,
+        ge=0,
+        description="A kernel idle for this long is shut down inside its server (its "
+        "variables are lost, its notebook stays). 0: never.",
+    )
+    cull_connected_kernels: bool = Field(
+        default=False,
+        description="Also shut down idle kernels whose notebook is still open in a browser tab.",
+    )
+
+
 class CourseConfig(_Strict):
     """Top level of the course configuration file."""
 
@@ -145,6 +192,10 @@ class CourseConfig(_Strict):
         description="Compute profiles.",
     )
     datasets: list[Dataset] = Field(default_factory=list, description="Datasets the labs use.")
+    servers: Servers = Field(
+        default_factory=Servers,
+        description="Start queue, class sessions and culling of the trainees' servers.",
+    )
 
     @field_validator("labs", "profiles", "datasets")
     @classmethod
@@ -270,6 +321,7 @@ def render_reference() -> str:
         ("labs[]", Lab),
         ("profiles[]", Profile),
         ("datasets[]", Dataset),
+        ("servers", Servers),
     ]
     for key, model in models:
         out += [f"## `{key}`", "", (model.__doc__ or "").strip(), ""]

@@ -1,4 +1,4 @@
-"""Hub verbs: ``medai up`` and ``medai accounts``."""
+"""Hub verbs: ``medai up``, ``medai accounts`` and ``medai class``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ DEMO_CONFIG = REPO_ROOT / "courses" / "demo-course.yaml"
 DEFAULT_STATE = Path(".medai") / "state"
 
 accounts_app = typer.Typer(help="Hub accounts: passwords for the course's people.")
+class_app = typer.Typer(
+    help="Class sessions: start the trainees' servers before a class (on the hub machine)."
+)
 
 
 def _load(config: Path) -> CourseConfig:
@@ -128,6 +131,122 @@ def list_cmd(
             typer.echo(f"{role[:-1]:<10} {u:<20} {'password set' if u in have else 'no password'}")
 
 
+def _class_call(state: Path, method: str, path: str, body: dict | None = None) -> dict:
+    """Call the running hub's class service with the token ``medai up`` wrote for this state
+    folder (``<state>/hub/class-cli.json``, mode 0600: only its operator can read it)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from medai.hub.layout import StateLayout
+
+    info_file = StateLayout(state.expanduser().resolve()).class_cli_file
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        typer.secho(
+            f"error: {info_file} not found: no hub has run with this state folder. Start it "
+            f"with `medai up --state {state}` (or give the --state of the running hub).",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    except PermissionError:
+        typer.secho(
+            f"error: {info_file} is readable by the hub's operator only; run this as them.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    req = urllib.request.Request(
+        info["url"].rstrip("/") + "/" + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {info['token']}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.loads(exc.read()).get("error") or exc.reason
+        except ValueError:
+            why = exc.reason
+        typer.secho(f"error: the class service says: {why} (HTTP {exc.code})", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.secho(
+            f"error: the class service at {info['url']} does not answer ({exc}). Is the hub "
+            f"of {state} running (`medai up --state {state}`)?",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _print_session(s: dict) -> None:
+    when = f"open until {s['ends_at']}" if s["open"] else f"closed {s['closed_at']}"
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(s["counts"].items())) or "no trainees"
+    typer.echo(f"session {s['id']}  {s['group']}  {when}  (opened by {s['opened_by']})")
+    typer.echo(f"  {counts}")
+    for user, rec in sorted(s["servers"].items()):
+        note = f"  ({rec['note']})" if rec["note"] else ""
+        typer.echo(f"    {user:<20} {rec['state']}{note}")
+
+
+@class_app.command("open")
+def class_open(
+    group: str = typer.Option(
+        None, help="Group whose servers to start (default: the course's trainees)."
+    ),
+    hours: float = typer.Option(
+        None, help="How long to keep unused servers warm (default: servers.class_session_hours)."
+    ),
+    users: str = typer.Option(
+        None, help="Only these members of the group, comma-separated (default: all of them)."
+    ),
+    state: Path = typer.Option(DEFAULT_STATE, help="State folder of the running hub."),
+) -> None:
+    """Open a class session: the group's servers start now, in the background."""
+    body = {k: v for k, v in {"group": group, "hours": hours}.items() if v is not None}
+    if users:
+        body["users"] = [u.strip() for u in users.split(",") if u.strip()]
+    out = _class_call(state, "POST", "api/sessions", body)
+    _print_session(out["session"])
+    typer.echo(out["memory"]["text"])
+
+
+@class_app.command("status")
+def class_status(
+    state: Path = typer.Option(DEFAULT_STATE, help="State folder of the running hub."),
+    all_sessions: bool = typer.Option(False, "--all", help="Closed sessions too."),
+) -> None:
+    """Show the sessions, their servers, and how many warm servers the memory holds."""
+    out = _class_call(state, "GET", "api/sessions")
+    shown = [s for s in out["sessions"] if all_sessions or s["open"]]
+    if not shown:
+        typer.echo("no open class session" + ("" if all_sessions else " (--all: closed ones)"))
+    for s in shown:
+        _print_session(s)
+    typer.echo(out["memory"]["text"])
+
+
+@class_app.command("close")
+def class_close(
+    session: str = typer.Argument(None, help="Session id (default: every open session)."),
+    state: Path = typer.Option(DEFAULT_STATE, help="State folder of the running hub."),
+) -> None:
+    """Close a session: its servers are no longer kept warm (each stops once idle)."""
+    ids = [session] if session else None
+    if ids is None:
+        ids = [s["id"] for s in _class_call(state, "GET", "api/sessions")["sessions"] if s["open"]]
+        if not ids:
+            typer.echo("no open class session")
+    for sid in ids:
+        _print_session(_class_call(state, "POST", f"api/sessions/{sid}/close", {})["session"])
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.add_typer(accounts_app, name="accounts")
+    app.add_typer(class_app, name="class")

@@ -9,6 +9,7 @@ applies it with :func:`apply_settings`. Tests read the mapping directly, without
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class Ports:
     proxy_api: int  # configurable-http-proxy's REST API, loopback only
     formgrader: int  # the course's formgrader service, loopback only
     grading: int  # the trusted grading service, loopback only
+    classes: int = 0  # the class-session service (medai.hub.classes), loopback only; 0: none
 
 
 # The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
@@ -121,6 +123,7 @@ def build_hub_settings(
     log_level: str = "INFO",
     tls: TlsFiles | None = None,
     public_host: str = "localhost",
+    class_cli_token: str | None = None,
 ) -> dict[str, dict]:
     """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
     record); the hub is served there, each user's server and each service on a subdomain of
@@ -203,8 +206,13 @@ def build_hub_settings(
             "authenticator_class": "medai.hub.auth.MedaiAuthenticator",
             "spawner_class": "medai.hub.spawner.BwrapSpawner",
             "load_groups": roles.hub_groups(cfg),
-            "load_roles": roles.hub_roles(cfg),
-            "services": [formgrader, receipts, grading],
+            "load_roles": roles.hub_roles(cfg) + class_roles(cfg, ports, class_cli_token),
+            "services": [
+                formgrader,
+                receipts,
+                grading,
+                *class_services(cfg, layout, ports, class_cli_token),
+            ],
             "cleanup_servers": True,
             "log_level": log_level,
             "template_vars": {"medai_course": cfg.course.title, "medai_course_id": course},
@@ -235,7 +243,8 @@ def build_hub_settings(
         "Spawner": {
             "default_url": "/lab",
             "http_timeout": 90,
-            "start_timeout": 120,
+            # the time in the start queue counts (see medai.hub.spawnqueue)
+            "start_timeout": int(cfg.servers.start_timeout_minutes * 60),
             "env_keep": [],
             "cpu_limit": float(profile.cpu_limit),
             "mem_limit": profile.mem_limit,
@@ -247,12 +256,102 @@ def build_hub_settings(
             "path_env": software.path_env,
             "bwrap": bwrap,
             "max_processes": profile.max_processes,
-            "server_cmd": [singleuser],
+            "server_cmd": [sys.executable, "-m", "medai.hub.singleuser"],
+            "concurrent_starts": cfg.servers.concurrent_starts,
+            "kernel_cull_idle_seconds": int(cfg.servers.idle_kernel_minutes * 60),
+            "kernel_cull_connected": cfg.servers.cull_connected_kernels,
         },
     }
     if tls is not None:
         _add_tls(settings, tls)
     return settings
+
+
+def idle_server_seconds(cfg: CourseConfig) -> int:
+    return int(cfg.servers.idle_server_minutes * 60)
+
+
+def class_services(
+    cfg: CourseConfig, layout: StateLayout, ports: Ports, cli_token: str | None
+) -> list[dict]:
+    """The class-start services: class sessions (with its command-line token) and the idle
+    culler. Each runs outside every sandbox with the scopes of :func:`class_roles`."""
+    out: list[dict] = []
+    servers = cfg.servers
+    idle_s = idle_server_seconds(cfg)
+    if ports.classes:
+        local = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
+        out.append(
+            {
+                "name": roles.CLASS_SERVICE,
+                "display": True,
+                "url": f"http://127.0.0.1:{ports.classes}",
+                "oauth_no_confirm": True,
+                "oauth_client_allowed_scopes": [],
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "medai.hub.classes",
+                    "--state",
+                    str(layout.root),
+                    "--course",
+                    cfg.course.id,
+                    "--title",
+                    cfg.course.title,
+                    "--group",
+                    roles.student_group(cfg.course.id),
+                    "--session-hours",
+                    str(servers.class_session_hours),
+                    "--reserve-mb",
+                    str(servers.class_memory_reserve_mb),
+                    "--server-limit-mb",
+                    str(parse_mb(local[0].mem_limit)),
+                    "--pace",
+                    str(max(1, servers.concurrent_starts - 1)),
+                    "--keepalive-seconds",
+                    str(max(10, min(300, idle_s // 3)) if idle_s else 300),
+                ],
+            }
+        )
+        if cli_token:
+            out.append({"name": roles.CLASS_CLI_SERVICE, "api_token": cli_token})
+    if idle_s:
+        # as Zero to JupyterHub runs it: a hub-managed service with its own token (and,
+        # where util-linux's setpriv is there, ended with the hub however the hub ends)
+        setpriv = shutil.which("setpriv")
+        out.append(
+            {
+                "name": roles.CULLER_SERVICE,
+                "display": False,
+                "command": [
+                    *([setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []),
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={idle_s}",
+                    f"--cull-every={max(5, min(600, idle_s // 3))}",
+                    "--concurrency=2",
+                ],
+            }
+        )
+    return out
+
+
+def class_roles(cfg: CourseConfig, ports: Ports, cli_token: str | None) -> list[dict]:
+    """The roles of the services :func:`class_services` adds (none for one it leaves out)."""
+    have = set()
+    if ports.classes:
+        have |= {roles.CLASS_SERVICE} | ({roles.CLASS_CLI_SERVICE} if cli_token else set())
+    if idle_server_seconds(cfg):
+        have.add(roles.CULLER_SERVICE)
+    out = []
+    for role in roles.class_roles(cfg, culler=roles.CULLER_SERVICE in have):
+        if "services" in role and not set(role["services"]) <= have:
+            continue
+        if roles.CLASS_SERVICE not in have and "groups" in role:  # the class page's users
+            continue
+        out.append(role)
+    return out
 
 
 def _add_tls(settings: dict[str, dict], tls: TlsFiles) -> None:

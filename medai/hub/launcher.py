@@ -159,13 +159,18 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 4:
+    while len(picks) < 5:
         p = free_port()
         if p not in taken:
             taken.add(p)
             picks.append(p)
     return Ports(
-        public=port, hub=picks[0], proxy_api=picks[1], formgrader=picks[2], grading=picks[3]
+        public=port,
+        hub=picks[0],
+        proxy_api=picks[1],
+        formgrader=picks[2],
+        grading=picks[3],
+        classes=picks[4],
     )
 
 
@@ -541,6 +546,7 @@ def start_hub(
     for lab, why in report.failed.items():
         echo(f"  lab: {lab} NOT released — {why}")
     passwords = ensure_demo_accounts(cfg, layout) if demo else {}
+    class_cli_token = secrets.token_hex(32)  # `medai class` (new at every start)
 
     settings = build_hub_settings(
         cfg,
@@ -553,10 +559,11 @@ def start_hub(
         log_level=log_level,
         tls=tls,
         public_host=origins.host,
+        class_cli_token=class_cli_token,
     )
     if settings_hook is not None:
         settings_hook(settings)
-    layout.settings_file.write_text(json.dumps(settings, indent=1))
+    write_private(layout.settings_file, json.dumps(settings, indent=1))  # holds that token
     log = layout.hub / "logs" / "hub.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
@@ -582,7 +589,32 @@ def start_hub(
     except BaseException:
         hub.stop()
         raise
+    write_class_cli_file(layout, ports, class_cli_token)
     return hub, passwords, report
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` atomically, readable and writable by its owner only (mode 0600)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # also when an older file was wider
+    os.replace(tmp, path)
+
+
+def write_class_cli_file(layout: StateLayout, ports: Ports, token: str) -> None:
+    """Where ``medai class`` finds the class service and the token that lets it call it
+    (and nothing else), for the operator of this state folder only (mode 0600). The service
+    listens on loopback: the command line talks to it directly, not through the proxy."""
+    info = {"url": class_service_direct_url(ports), "token": token}
+    write_private(layout.class_cli_file, json.dumps(info, indent=1))
+
+
+def class_service_direct_url(ports: Ports) -> str:
+    from medai.hub.roles import CLASS_SERVICE
+
+    return f"http://127.0.0.1:{ports.classes}/services/{CLASS_SERVICE}/"
 
 
 def _terminate(signum, frame):
@@ -627,6 +659,7 @@ def _serve(cfg: CourseConfig, hub: Hub, passwords: dict[str, str], report: Cours
     say(f"MedAI Lab is running: {hub.url}")
     say(f"  formgrader (instructors, TAs): {hub.service_url(course)}/formgrader")
     say(f"  grading page (instructors, TAs): {hub.service_url(GRADING_SERVICE)}/")
+    say(f"  class sessions (instructors, TAs): {hub.service_url('medai-class')}/")
     say(f"  hub log: {hub.log}")
     if passwords:
         say(f"  demo accounts (user / password; kept in {hub.layout.demo_passwords_file}):")

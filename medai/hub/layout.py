@@ -23,6 +23,7 @@ Host side, below the state folder (``medai up --state DIR``)::
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,21 @@ class StateLayout:
 
     def sandbox_etc(self, user: str) -> Path:
         return self.root / "sandbox" / user
+
+    def server_cgroup(self, user: str) -> str:
+        """Name of the cgroup of ``user``'s server: the same on every start, and different for
+        every state folder (several hubs on one machine), so the class service can find it
+        and measure the server's memory."""
+        tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        return f"medai-{tag}-{user}"
+
+    @property
+    def class_sessions_file(self) -> Path:
+        return self.hub / "class-sessions.json"  # the class service's open and closed sessions
+
+    @property
+    def class_cli_file(self) -> Path:
+        return self.hub / "class-cli.json"  # URL and token of `medai class` (mode 0600)
 
     def all_dirs(self, course: str, users: list[str]) -> list[Path]:
         ex = self.exchange(course)

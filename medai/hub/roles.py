@@ -20,6 +20,17 @@ Scopes, and why each is there (nothing else is granted beyond JupyterHub's defau
 - trainees' servers keep the default ``server`` role token (activity, access to itself): the
   assignment list reads the exchange folders mounted into their sandbox, not the hub API.
 
+Class start (:mod:`medai.hub.classes`, :mod:`medai.hub.hubconfig`):
+
+- course staff also get ``access:services!service=medai-class`` (+ list/read): the class page;
+- the class service's own token may start, stop and read the servers of the course's trainees
+  and mark them active (``list:users``, ``read:users``, ``servers``, ``users:activity``,
+  each ``!group=nbgrader-<course>``), nothing of anyone else;
+- ``medai class`` on the command line uses its own token (``medai-class-cli``), which may only
+  call the class service (``access:services!service=medai-class``);
+- the idle culler gets what z2jh gives it: ``list:users``, ``read:users:activity``,
+  ``read:servers``, ``delete:servers``.
+
 Group names follow nbgrader's documented convention (``formgrade-<course>`` for graders,
 ``nbgrader-<course>`` for students), so nbgrader's ``JupyterHubAuthPlugin`` can be switched on
 later without renaming anything.
@@ -60,6 +71,62 @@ def staff_scopes(course: str) -> list[str]:
         f"list:services!service={GRADING_SERVICE}",
         f"read:services!service={GRADING_SERVICE}",
     ]
+
+
+CLASS_SERVICE = "medai-class"  # the class-session service (medai.hub.classes)
+CLASS_CLI_SERVICE = "medai-class-cli"  # the token of `medai class` on the command line
+CULLER_SERVICE = "idle-culler"  # jupyterhub-idle-culler, as z2jh names it
+
+
+def class_service_scopes(course: str) -> list[str]:
+    """What the class service may do: only to the course's trainees' servers."""
+    group = student_group(course)
+    return [
+        f"list:users!group={group}",
+        f"read:users!group={group}",
+        f"servers!group={group}",
+        f"users:activity!group={group}",
+    ]
+
+
+def culler_scopes() -> list[str]:
+    return ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def class_roles(cfg: CourseConfig, *, culler: bool) -> list[dict]:
+    """Roles of the class-start services (see the module docstring)."""
+    course = cfg.course.id
+    on_page = [f"{v}:services!service={CLASS_SERVICE}" for v in ("access", "list", "read")]
+    roles = [
+        {
+            "name": f"{course}-class-staff",
+            "description": f"Instructors and TAs of {course}: open class sessions",
+            "scopes": on_page,
+            "groups": [staff_group(course)],
+        },
+        {
+            "name": f"{course}-class-service",
+            "description": "The class service: start, keep warm and stop trainees' servers",
+            "scopes": class_service_scopes(course),
+            "services": [CLASS_SERVICE],
+        },
+        {
+            "name": f"{course}-class-cli",
+            "description": "`medai class` on the hub machine: call the class service only",
+            "scopes": [f"access:services!service={CLASS_SERVICE}"],
+            "services": [CLASS_CLI_SERVICE],
+        },
+    ]
+    if culler:
+        roles.append(
+            {
+                "name": "idle-culler",
+                "description": "Stop servers idle for longer than the course allows",
+                "scopes": culler_scopes(),
+                "services": [CULLER_SERVICE],
+            }
+        )
+    return roles
 
 
 def hub_roles(cfg: CourseConfig) -> list[dict]:

@@ -15,14 +15,18 @@ so nothing in the home can change what the server serves or which extensions it 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
+import subprocess
 import sys
-import uuid
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, List, Unicode
 
 from medai.hub.layout import (
@@ -32,8 +36,10 @@ from medai.hub.layout import (
     StateLayout,
     sandbox_home,
 )
+from medai.hub.spawnqueue import BACKGROUND, INTERACTIVE, ProgressLog, SpawnQueue
 from medai.isolation import launch, profiles
 from medai.isolation.bwrap import Software, argv, write_identity
+from medai.isolation.cgroups import Cgroup
 from medai.isolation.limits import Limits
 
 # nbgrader parts trainees must not run in their own server: course staff use the course's
@@ -41,6 +47,10 @@ from medai.isolation.limits import Limits
 DISABLED_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.formgrader",
     "nbgrader.server_extensions.course_list",
+    # ... and what a trainee's JupyterLab does not use, so each server starts sooner:
+    "jupyter_lsp",  # language servers: none is installed
+    "notebook",  # the Notebook 7 interface (/tree): trainees work in JupyterLab
+    "notebook_shim",  # classic notebook extensions: none is installed
 )
 DISABLED_LAB_PLUGINS = (
     "@jupyter/nbgrader:formgrader",
@@ -48,6 +58,8 @@ DISABLED_LAB_PLUGINS = (
     "@jupyter/nbgrader:create-assignment",
     # no "get notified about Jupyter news?" pop-up (and no call to the internet)
     "@jupyterlab/apputils-extension:announcements",
+    # its "Open in Notebook" links lead to the Notebook interface, which is not served
+    "@jupyter-notebook/lab-extension",
 )
 KERNEL_IPC_PREFIX = "/tmp/jupyter-kernel"  # kernels' IPC sockets: /tmp/jupyter-kernel-<port>
 
@@ -61,8 +73,24 @@ def system_labextension_paths() -> list[str]:
     ]
 
 
-def write_user_jupyter_config(layout: StateLayout, user: str) -> Path:
-    """Jupyter and nbgrader configuration read inside ``user``'s sandbox (read-only there)."""
+def kernel_culling(idle_seconds: int, cull_connected: bool = False) -> dict:
+    """The server's own culling of idle kernels (jupyter_server's ``MappingKernelManager``):
+    a kernel idle for ``idle_seconds`` is shut down (0: never); a busy one never is."""
+    if idle_seconds <= 0:
+        return {}
+    return {
+        "cull_idle_timeout": idle_seconds,
+        "cull_interval": max(1, min(300, idle_seconds // 2)),
+        "cull_connected": cull_connected,
+        "cull_busy": False,
+    }
+
+
+def write_user_jupyter_config(
+    layout: StateLayout, user: str, kernel_cull: dict | None = None
+) -> Path:
+    """Jupyter and nbgrader configuration read inside ``user``'s sandbox (read-only there);
+    ``kernel_cull``: :func:`kernel_culling` settings."""
     d = layout.sandbox_etc(user) / "jupyter"
     (d / "labconfig").mkdir(parents=True, exist_ok=True)
     # jupyter_core migrates IPython-era config into the config dir unless this marker exists;
@@ -82,7 +110,16 @@ def write_user_jupyter_config(layout: StateLayout, user: str) -> Path:
         # JupyterLab loads front-end extensions from these folders only (read-only software),
         # never from the trainee's ~/.local/share/jupyter/labextensions.
         "LabServerApp": {"labextensions_path": system_labextension_paths()},
+        # Nothing fetched, at start or later: no news feed, no update check, and an extension
+        # manager that lists what is installed without asking PyPI (nothing can be installed).
+        "LabApp": {
+            "news_url": None,
+            "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+            "extension_manager": "readonly",
+        },
     }
+    if kernel_cull:
+        server["MappingKernelManager"] = dict(kernel_cull)
     (d / "jupyter_server_config.json").write_text(json.dumps(server, indent=2))
     page = {"disabledExtensions": dict.fromkeys(DISABLED_LAB_PLUGINS, True)}
     (d / "labconfig" / "page_config.json").write_text(json.dumps(page, indent=2))
@@ -111,14 +148,16 @@ def set_secure_xsrf_cookie(config_dir: Path, secure: bool) -> None:
     path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
 
-def prepare_user(layout: StateLayout, user: str, courses: list[str]) -> None:
+def prepare_user(
+    layout: StateLayout, user: str, courses: list[str], kernel_cull: dict | None = None
+) -> None:
     """Create a user's folders and generated files (idempotent; keeps existing content)."""
     layout.home(user).mkdir(parents=True, exist_ok=True)
     for course in courses:
         layout.drop(course, user).mkdir(parents=True, exist_ok=True)
         layout.user_feedback(course, user).mkdir(parents=True, exist_ok=True)
     write_identity(layout.sandbox_etc(user), user, sandbox_home(user))
-    write_user_jupyter_config(layout, user)
+    write_user_jupyter_config(layout, user, kernel_cull)
 
 
 def sandbox_env(user: str, software: Software) -> dict[str, str]:
@@ -143,6 +182,20 @@ def sandbox_env(user: str, software: Software) -> dict[str, str]:
     }
 
 
+# The hub's one start queue (created on first use, with the first spawner's limit).
+_QUEUE: SpawnQueue | None = None
+
+
+def start_queue(limit: int) -> SpawnQueue:
+    global _QUEUE
+    if _QUEUE is None:
+        _QUEUE = SpawnQueue(limit)
+    return _QUEUE
+
+
+TIMINGS_FILE = "timings.jsonl"  # in <state>/hub/logs: one line per server start
+
+
 class BwrapSpawner(LocalProcessSpawner):
     state_root = Unicode(config=True, help="The medai state folder (see medai.hub.layout).")
     courses = List(Unicode(), config=True, help="Course ids whose exchange the user sees.")
@@ -159,6 +212,26 @@ class BwrapSpawner(LocalProcessSpawner):
         config=True,
         help="The server command, in the sandbox.",
     )
+    concurrent_starts = Integer(
+        2,
+        config=True,
+        help="Servers that start at once (hub-wide); the others wait in line and see their "
+        "place. A start holds its place from the launch until its server answers.",
+    )
+    start_cpu_weight = Integer(
+        20,
+        config=True,
+        help="CPU weight of a server's cgroup while it starts (100: the kernel's default, the "
+        "hub's): starting servers yield the CPU to the hub, so it keeps answering during a "
+        "burst of logins. Once the server answers, its weight goes back to the default. "
+        "0: the default throughout.",
+    )
+    kernel_cull_idle_seconds = Integer(
+        0, config=True, help="Kernels idle this long are shut down by the server (0: never)."
+    )
+    kernel_cull_connected = Bool(
+        False, config=True, help="Also cull idle kernels that a browser tab is connected to."
+    )
 
     @property
     def layout(self) -> StateLayout:
@@ -172,7 +245,12 @@ class BwrapSpawner(LocalProcessSpawner):
     def limits(self) -> Limits:
         mem_mb = int(self.mem_limit) // 2**20 if self.mem_limit else 4096
         cpus = float(self.cpu_limit) if self.cpu_limit else None
-        return Limits.server(memory_mb=mem_mb, cpus=cpus, processes=self.max_processes)
+        return Limits.server(
+            memory_mb=mem_mb,
+            cpus=cpus,
+            processes=self.max_processes,
+            cpu_weight=self.start_cpu_weight or None,
+        )
 
     def make_preexec_fn(self, name):
         # No setuid: users have no system accounts; bubblewrap maps them to uid 1000 inside.
@@ -193,29 +271,147 @@ class BwrapSpawner(LocalProcessSpawner):
     def _hub_port(self) -> int:
         return urlparse(self.hub.api_url).port or 80
 
-    async def start(self):
+    # -- progress --------------------------------------------------------------------------
+
+    _progress_log: ProgressLog | None = None
+
+    async def progress(self):
+        log = self._progress_log
+        if log is None:
+            return
+        async for event in log.follow():
+            yield event
+
+    def _requested_in_background(self) -> bool:
+        """Was this start asked for by a hub service (a class session), not by the user?"""
+        try:
+            who = getattr(self.handler, "current_user", None)
+        except Exception:
+            return False
+        return getattr(who, "kind", "user") == "service"
+
+    # -- start -----------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """The user's folders and generated configuration (file work: run off the event loop)."""
         name = self.user.name
-        prepare_user(self.layout, name, list(self.courses))
+        cull = kernel_culling(self.kernel_cull_idle_seconds, self.kernel_cull_connected)
+        prepare_user(self.layout, name, list(self.courses), cull)
         set_secure_xsrf_cookie(self.layout.sandbox_etc(name) / "jupyter", self.secure_cookies)
+        (self.layout.hub / "logs").mkdir(parents=True, exist_ok=True)
+
+    async def start(self):
+        """Wait for a place in the start queue, prepare the user's files, launch the sandbox
+        and hold the place until the server answers: none of it blocks the hub's event loop
+        (file work and the process start run in a worker thread)."""
+        name = self.user.name
+        log = self._progress_log = ProgressLog()
+        t = {"user": name, "requested": time.time()}
+        background = self._requested_in_background()
+        queue = start_queue(self.concurrent_starts)
+        ticket = queue.join(name, BACKGROUND if background else INTERACTIVE)
+        try:
+            async for place in queue.places(ticket):
+                ahead = "1 person" if place == 1 else f"{place} people"
+                log.add(
+                    f"Place {place} in the queue: {ahead} before you, "
+                    f"{queue.starting} server(s) starting now. Your JupyterLab starts next "
+                    "when it is your turn; keep this page open.",
+                    progress=5,
+                )
+            t["granted"] = time.time()
+            log.add("Preparing your files", progress=10)
+            await asyncio.to_thread(self._prepare)
+            t["prepared"] = time.time()
+            await self._launch(log)
+            t["launched"] = time.time()
+            log.add("Starting JupyterLab in your sandbox", progress=30)
+            await self._wait_until_answering(log)
+            t["ready"] = time.time()
+            if self.start_cpu_weight:
+                await asyncio.to_thread(self._restore_cpu_weight)
+        finally:
+            queue.leave(ticket)
+        t["background"] = background
+        await asyncio.to_thread(self._write_timing, t)
+        return (self.ip or "127.0.0.1", self.port)
+
+    async def _launch(self, log: ProgressLog) -> None:
+        name = self.user.name
         if not self.port:
             self.port = random_port()
         profile = profiles.trainee_server(
             self.layout, name, list(self.courses), self.software, self.limits
         )
         self.cmd = launch.command(
-            f"medai-{name}-{uuid.uuid4().hex[:8]}",
+            self.layout.server_cgroup(name),
             self.limits,
             argv(profile, self.bwrap),
             list(self.server_cmd),
             forward=self.port,
             outbound=[self._hub_port()],
         )
+        cmd = [*self.cmd, *self.get_args()]
         log_dir = self.layout.hub / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(log_dir / f"server-{name}.log", "ab")  # noqa: SIM115
-        self.popen_kwargs = {"stdout": self._log_file, "stderr": self._log_file}
         self.log.info("Starting %s's server in a bubblewrap sandbox (log: %s)", name, log_dir)
-        return await super().start()
+        self.log.debug("Spawning %s", shlex.join(cmd))
+        # Forking a process as large as the hub takes a while on a busy machine: in a thread.
+        self.proc = await asyncio.to_thread(
+            subprocess.Popen,
+            cmd,
+            env=self.get_env(),
+            stdout=self._log_file,
+            stderr=self._log_file,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    async def _wait_until_answering(self, log: ProgressLog) -> None:
+        """Poll the server's API until it answers (it holds its place in the queue until then),
+        failing early when its process ends."""
+        url = f"http://127.0.0.1:{self.port}{self.server.base_url}api"
+        client = AsyncHTTPClient()
+        started = time.monotonic()
+        next_note = started + 3
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.user.name}'s server exited with status {self.proc.returncode} "
+                    f"before it answered; see {self.layout.hub / 'logs'}"
+                )
+            waited = time.monotonic() - started
+            if waited > self.http_timeout:
+                await self.stop(now=True)
+                raise TimeoutError(
+                    f"{self.user.name}'s server did not answer within {self.http_timeout} s"
+                )
+            try:
+                await client.fetch(url, request_timeout=2, connect_timeout=1)
+                return
+            except HTTPClientError as exc:
+                if exc.code != 599:  # any HTTP answer: the server is up
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= next_note:
+                next_note += 3
+                log.add(
+                    f"Starting JupyterLab in your sandbox ({waited:.0f} s)",
+                    progress=min(90, 30 + int(waited * 3)),
+                )
+            await asyncio.sleep(0.1)
+
+    def _restore_cpu_weight(self) -> None:
+        """The server is up: from now on it shares the CPU like any process (its kernels do
+        the trainee's work). The launcher made its cgroup below the hub's own."""
+        cg = Cgroup.find(self.layout.server_cgroup(self.user.name))
+        if cg is not None:
+            cg.set_cpu_weight(None)
+
+    def _write_timing(self, t: dict) -> None:
+        with open(self.layout.hub / "logs" / TIMINGS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(t) + "\n")
 
     async def stop(self, now=False):
         try:

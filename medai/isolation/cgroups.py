@@ -81,6 +81,9 @@ class Cgroup:
                     quota = int(limits.cpus * CFS_PERIOD_US)
                     if _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}"):
                         cg.enforced.add("cpu")
+                if limits.cpu_weight and "cpu" in ctrls:
+                    if _write(d / "cpu.weight", str(limits.cpu_weight)):
+                        cg.enforced.add("cpu_weight")
             return cg
         wanted = [
             ("pids", "processes", [("pids.max", str(limits.processes))]),
@@ -95,6 +98,8 @@ class Cgroup:
                     [("cpu.cfs_period_us", str(CFS_PERIOD_US)), ("cpu.cfs_quota_us", quota)],
                 )
             )
+        if limits.cpu_weight:
+            wanted.append(("cpu", "cpu_weight", [("cpu.shares", str(v1_shares(limits)))]))
         for ctrl, what, settings in wanted:
             base = ROOT / ctrl / own.get(ctrl, "/").lstrip("/")
             d = cg._make(base / name)
@@ -107,7 +112,57 @@ class Cgroup:
                     _write(d / fname, v)
         return cg
 
+    @classmethod
+    def find(cls, name: str) -> Cgroup | None:
+        """The cgroup(s) :meth:`create` made under ``name`` from a process in the same cgroup
+        as this one (the hub's services and the launchers it starts), if they exist."""
+        own = own_cgroups()
+        if is_v2():
+            candidates = [ROOT / own.get("", "/").lstrip("/") / name]
+        else:
+            candidates = [
+                ROOT / ctrl / own.get(ctrl, "/").lstrip("/") / name
+                for ctrl in ("pids", "memory", "cpu")
+            ]
+        dirs = [d for d in candidates if d.is_dir()]
+        return cls(name, Limits(), dirs=dirs) if dirs else None
+
+    def set_cpu_weight(self, weight: int | None) -> bool:
+        """Change the CPU weight of a running sandbox (None: the kernel's default, 100);
+        True where a cpu controller took it."""
+        done = False
+        for d in self.dirs:
+            if (d / "cpu.weight").exists():
+                done |= _write(d / "cpu.weight", str(weight or 100))
+            elif (d / "cpu.shares").exists():
+                done |= _write(d / "cpu.shares", str(v1_shares(Limits(cpu_weight=weight))))
+        return done
+
+    def memory_bytes(self) -> dict[str, int]:
+        """What the sandbox holds now: ``usage`` (the cgroup's whole charge, page cache of the
+        files it read included) and ``resident`` (anonymous memory and tmpfs pages: what
+        cannot be reclaimed while it runs). Empty where there is no memory cgroup."""
+        for d in self.dirs:
+            for usage_file in ("memory.current", "memory.usage_in_bytes"):
+                try:
+                    usage = int((d / usage_file).read_text())
+                    stat = dict(
+                        line.split() for line in (d / "memory.stat").read_text().splitlines()
+                    )
+                except (OSError, ValueError):
+                    continue
+                if usage_file == "memory.current":  # v2
+                    resident = int(stat.get("anon", 0)) + int(stat.get("shmem", 0))
+                else:  # v1 (the total_ fields include sub-cgroups)
+                    resident = int(stat.get("total_rss", stat.get("rss", 0))) + int(
+                        stat.get("total_shmem", stat.get("shmem", 0))
+                    )
+                return {"usage": usage, "resident": resident}
+        return {}
+
     def _make(self, d: Path) -> Path | None:
+        if d in self.dirs:  # v1: one cpu folder for both the quota and the weight
+            return d
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -151,6 +206,19 @@ class Cgroup:
 
     def kill_and_remove(self) -> None:
         """SIGKILL every process left in the cgroup(s), then remove them."""
+        self.kill_all()
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup(s) (and wait until they are gone)."""
         for _ in range(100):
             pids = self.pids()
             if not pids:
@@ -161,15 +229,11 @@ class Cgroup:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
+
+
+def v1_shares(limits: Limits) -> int:
+    """cgroup v1 ``cpu.shares`` for a v2-style ``cpu_weight`` (default 100 -> 1024)."""
+    return max(2, (limits.cpu_weight or 100) * 1024 // 100)
 
 
 def join_argv(cg: Cgroup) -> list[str]:

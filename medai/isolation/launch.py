@@ -94,7 +94,13 @@ def run(
     outbound: list[int],
     require_limits: bool = False,
 ) -> int:
+    phases = Phases()
     cg = Cgroup.create(name, limits)
+    # A server's cgroup name is stable (the class service finds it to measure its memory), so
+    # a folder left by a launcher that was killed outright may still hold processes of that
+    # user's previous server: the hub runs one server per user, so they are stale.
+    cg.kill_all()
+    phases.mark("cgroup")
     if require_limits and not {"memory", "processes"} <= cg.enforced:
         cg.kill_and_remove()
         raise LaunchFailed(
@@ -114,7 +120,7 @@ def run(
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                _start(cg, limits, bwrap_argv, server_argv, forward, outbound, state)
+                _start(cg, limits, bwrap_argv, server_argv, forward, outbound, state, phases)
                 break
             except _DiedBeforeStart as exc:
                 # bubblewrap gave up while setting up the namespaces (the kernel now and then
@@ -127,6 +133,7 @@ def run(
                     _stop_pid_file(state["pasta"])
                     state["pasta"] = None
                 time.sleep(0.2 * attempt)
+        phases.report(name)
         return state["proc"].wait()
     finally:
         proc = state["proc"]
@@ -153,6 +160,7 @@ def _start(
     forward: int | None,
     outbound: list[int],
     state: dict,
+    phases: Phases,
 ) -> None:
     """Start bubblewrap in ``cg``; with ``forward``, connect its namespace with pasta and only
     then let the server run. Raises :class:`_DiedBeforeStart` if the sandbox ended first."""
@@ -178,6 +186,7 @@ def _start(
     state["proc"] = proc
     for fd in extra_fds:
         os.close(fd)
+    phases.mark("popen")
     if not forward:
         return
     try:
@@ -186,6 +195,12 @@ def _start(
         proc.wait()
         raise _DiedBeforeStart(str(exc)) from None
     pid = int(info["child-pid"])
+    try:
+        _wait_for_loopback(pid)
+    except LaunchFailed as exc:
+        proc.wait()
+        raise _DiedBeforeStart(str(exc)) from None
+    phases.mark("bwrap")
     fd, state["pasta"] = tempfile.mkstemp(prefix="medai-pasta-", suffix=".pid")
     os.close(fd)
     r = subprocess.run(
@@ -204,6 +219,51 @@ def _start(
         raise _DiedBeforeStart(f"bubblewrap exited with {proc.returncode}") from None
     finally:
         os.close(blk_w)
+    phases.mark("pasta")
+
+
+def _wait_for_loopback(pid: int, timeout: float = 10) -> None:
+    """Wait until bubblewrap has set up the sandbox's loopback interface.
+
+    bubblewrap reports the sandbox's pid (``--info-fd``) before its child configures ``lo``
+    in the new network namespace; pasta attaching in that window configures ``lo`` too, and
+    bubblewrap's own request then fails ("loopback: Failed RTM_NEWADDR") and the sandbox
+    dies. Seen when the sandbox's cgroup has a low CPU weight and the machine is busy. The
+    namespace's routing table (``/proc/PID/net/fib_trie``) lists 127.0.0.1 once ``lo`` is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/net/fib_trie", encoding="ascii", errors="replace") as fh:
+                if "127.0.0.1" in fh.read():
+                    return
+        except OSError:  # the sandbox ended: bubblewrap says why on stderr
+            raise LaunchFailed("bubblewrap exited before the sandbox's network was up") from None
+        time.sleep(0.002)
+    raise LaunchFailed(f"the sandbox's loopback interface was not up within {timeout:.0f} s")
+
+
+class Phases:
+    """Wall-clock time of each launch phase, printed as one line the benchmark reads:
+    ``medai-launch NAME {"start": EPOCH, "cgroup": S, "popen": S, "bwrap": S, "pasta": S}``
+    (``start``: when this process began; each phase: seconds after the one before)."""
+
+    PREFIX = "medai-launch"
+
+    def __init__(self) -> None:
+        self.start = _STARTED_AT
+        self.last = _STARTED_AT
+        self.times: dict[str, float] = {"start": _STARTED_AT}
+
+    def mark(self, phase: str) -> None:
+        now = time.time()
+        self.times[phase] = round(now - self.last, 4)
+        self.last = now
+
+    def report(self, name: str) -> None:
+        print(f"{self.PREFIX} {name} {json.dumps(self.times)}", file=sys.stderr, flush=True)
+
+
+_STARTED_AT = time.time()
 
 
 def _stop_pid_file(path: str) -> None:

@@ -17,6 +17,9 @@ class Limits:
     memory_mb: int = 3072  # the whole sandbox (processes and its tmpfs pages), memory cgroup
     processes: int = 64  # pids cgroup (RLIMIT_NPROC only where no cgroup can be made)
     cpus: float | None = None  # CPU cores (cfs quota); None: share the machine fairly
+    # CPU weight against the sandbox's siblings and the hub (cgroup v2 cpu.weight, 1-10000;
+    # 100 is the kernel's default; v1: cpu.shares = weight * 1024 / 100). None: the default.
+    cpu_weight: int | None = None
     cpu_s: int | None = 120  # CPU seconds per process (RLIMIT_CPU); None for servers
     wall_s: float | None = 120.0  # wall clock of a job; None for long-running servers
     file_size_mb: int = 64  # largest file one process may write (RLIMIT_FSIZE)
@@ -28,12 +31,20 @@ class Limits:
     result_mb: int = 64  # a job's result channel
 
     @classmethod
-    def server(cls, *, memory_mb: int, cpus: float | None, processes: int = 512) -> Limits:
+    def server(
+        cls,
+        *,
+        memory_mb: int,
+        cpus: float | None,
+        processes: int = 512,
+        cpu_weight: int | None = None,
+    ) -> Limits:
         """Limits of a long-running Jupyter server (a trainee's or the formgrader)."""
         return cls(
             memory_mb=memory_mb,
             processes=processes,
             cpus=cpus,
+            cpu_weight=cpu_weight,
             cpu_s=None,
             wall_s=None,
             file_size_mb=4096,
