@@ -89,13 +89,17 @@ def grading_page_path() -> str:
 
 
 def formgrader_argv(
-    layout: StateLayout, course: str, software: Software, bwrap_exe: str = "bwrap"
+    layout: StateLayout,
+    course: str,
+    software: Software,
+    bwrap_exe: str = "bwrap",
+    limits: Limits | None = None,
 ) -> list[str]:
     """The formgrader's sandbox: the course folder and the exchange, not the hub's database,
-    secrets, users' homes or hidden data (see medai.isolation.profiles.formgrader)."""
-    profile = profiles.formgrader(
-        layout, course, grader_account(course), software, Limits.server(memory_mb=4096, cpus=None)
-    )
+    secrets, users' homes or hidden data (see medai.isolation.profiles.formgrader). Its tmpfs
+    sizes follow ``limits``, the same object its cgroup is given."""
+    limits = limits or Limits.server(memory_mb=4096, cpus=None)
+    profile = profiles.formgrader(layout, course, grader_account(course), software, limits)
     return bwrap.argv(profile, bwrap_exe)
 
 
@@ -136,6 +140,7 @@ def build_hub_settings(
     local_profiles = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
     profile = local_profiles[0]
 
+    fg_limits = formgrader_limits(cfg)
     formgrader = {
         "name": course,
         "display": True,
@@ -143,8 +148,8 @@ def build_hub_settings(
         "oauth_no_confirm": True,
         "command": launch.command(
             f"medai-formgrader-{course}",
-            formgrader_limits(cfg),
-            formgrader_argv(layout, course, software, bwrap),
+            fg_limits,
+            formgrader_argv(layout, course, software, bwrap, fg_limits),
             [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
             + formgrader_guard_args(ports, origins.service_url(roles.GRADING_SERVICE) + "/")
             + list(FORMGRADER_SERVER_ARGS),
