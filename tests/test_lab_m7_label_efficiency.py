@@ -230,7 +230,11 @@ def test_grader_gives_the_reference_full_marks_and_naive_answers_less(data_root,
         assert naive["tasks"][tid]["score"] < 0.75 * naive["tasks"][tid]["max"], naive["tasks"][tid]
     budget = TASKS.tasks["active_model"].oracle.budget
     # the reference asks in rounds of 10; the naive answer asks once; both spend the budget
-    assert honest["oracle"]["active_model"] == {"labels": budget, "requests": 6, "refused": 0}
+    assert honest["oracle"]["active_model"] == {
+        "labels": budget,
+        "requests": budget // 10,
+        "refused": 0,
+    }
     assert naive["oracle"]["active_model"] == {"labels": budget, "requests": 1, "refused": 0}
     assert "WARNING" not in summary.reference["active_model"], summary.reference
 
