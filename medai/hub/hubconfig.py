@@ -12,7 +12,6 @@ import json
 import shutil
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from medai.config import CourseConfig
 from medai.hub import roles
@@ -25,6 +24,9 @@ from medai.isolation.limits import Limits, parse_mb
 
 # Password guessing (see medai.hub.auth): an account locks after this many wrong passwords for
 # this long; one client address is refused after this many failed logins within this window.
+# every Jupyter server of the hub (user servers and the formgrader) starts this way: JupyterHub's
+# entry point, less one slow import (see medai.hub.singleuser)
+SINGLEUSER = (sys.executable, "-m", "medai.hub.singleuser")
 ACCOUNT_FAILED_LOGINS = 10
 ACCOUNT_LOCK_SECONDS = 600
 ADDRESS_FAILED_LOGINS = 30
@@ -135,8 +137,6 @@ def build_hub_settings(
     course = cfg.course.id
     origins = Origins(public_host, ports.public, scheme=public_scheme(tls))
     hub_dir = layout.hub
-    venv_bin = Path(sys.executable).parent
-    singleuser = str(venv_bin / "jupyterhub-singleuser")
     local_profiles = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
     profile = local_profiles[0]
 
@@ -150,7 +150,7 @@ def build_hub_settings(
             f"medai-formgrader-{course}",
             fg_limits,
             formgrader_argv(layout, course, software, bwrap, fg_limits),
-            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
+            [*SINGLEUSER, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
             + formgrader_guard_args(ports, origins.service_url(roles.GRADING_SERVICE) + "/")
             + list(FORMGRADER_SERVER_ARGS),
             forward=ports.formgrader,
@@ -261,7 +261,7 @@ def build_hub_settings(
             "path_env": software.path_env,
             "bwrap": bwrap,
             "max_processes": profile.max_processes,
-            "server_cmd": [sys.executable, "-m", "medai.hub.singleuser"],
+            "server_cmd": list(SINGLEUSER),
             "concurrent_starts": cfg.servers.concurrent_starts,
             "kernel_cull_idle_seconds": int(cfg.servers.idle_kernel_minutes * 60),
             "kernel_cull_connected": cfg.servers.cull_connected_kernels,
