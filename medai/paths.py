@@ -58,7 +58,7 @@ def repo(*parts: str) -> Path:
 
 def require_repo(path: Path, what: str, fix: str) -> Path:
     """``path`` if it exists; else raise :class:`RepositoryContentMissing` naming ``what`` is
-    missing and the ``fix`` (e.g. "pass --config FILE")."""
+    missing, where it was looked for, and the ``fix`` (a sentence: "Run ... or pass ...")."""
     if path.exists():
         return path
     where = (
@@ -69,7 +69,7 @@ def require_repo(path: Path, what: str, fix: str) -> Path:
     )
     raise RepositoryContentMissing(
         f"{what} not found: {path} is part of the MedAI Lab repository and is not in {where}. "
-        f"Run from a checkout of the repository, or {fix}."
+        f"{fix}."
     )
 
 

@@ -98,8 +98,8 @@ print(json.dumps({
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["up"], ["the demo course not found", "courses/demo-course.yaml", "--config"]),
-        (["site", "build"], ["the course pages not found", "inside a checkout"]),
+        (["up"], ["error: the demo course not found", "courses/demo-course.yaml", "--config"]),
+        (["site", "build"], ["error: the course pages not found", "inside a checkout"]),
     ],
 )
 def test_wheel_says_which_repository_content_is_missing(wheel_site, elsewhere, args, words):

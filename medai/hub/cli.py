@@ -22,9 +22,16 @@ class_app = typer.Typer(
 def _load(config: Path) -> CourseConfig:
     try:
         if config == DEMO_CONFIG:
-            require_repo(config, "the demo course", "pass --config YOUR-COURSE.yaml")
+            require_repo(
+                config,
+                "the demo course",
+                "Run from a checkout of the repository, or pass --config YOUR-COURSE.yaml",
+            )
         return load_config(config)
-    except (ConfigError, RepositoryContentMissing) as exc:
+    except RepositoryContentMissing as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 

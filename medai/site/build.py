@@ -502,7 +502,7 @@ def build_site(
     paths = paths or SitePaths()
     for folder, what in ((paths.courses, "the course pages"), (paths.site, "the site theme")):
         try:
-            require_repo(folder, what, "run `medai site build` inside a checkout")
+            require_repo(folder, what, "Run `medai site build` inside a checkout of the repository")
         except RepositoryContentMissing as exc:
             raise SiteBuildError(str(exc)) from None
     out = Path(out).resolve()
