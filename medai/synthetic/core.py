@@ -176,7 +176,7 @@ def all_specs() -> list[DatasetSpec]:
 def _module_file(module: str) -> Path | None:
     """The source file of ``medai.x.y`` in the installed package (no import), if it has one."""
     parts = module.split(".")[1:]
-    base = package_file(*parts) if parts else package_file()
+    base = package_file(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
