@@ -186,6 +186,8 @@ def _module_file(module: str) -> Path | None:
 def _medai_imports(module: str, source: str) -> set[str]:
     """Every ``medai`` module ``source`` (the code of ``module``) imports, at any depth of the
     code (lazy imports inside functions too), with the packages that importing them runs."""
+    # Written by hand: the standard library's modulefinder would also walk numpy, pyarrow and
+    # scipy (seconds per dataset); only the package's own modules are wanted here.
     tree = ast.parse(source)
     package = module if _module_file(module).name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
