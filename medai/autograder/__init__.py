@@ -10,7 +10,7 @@ feedback, export). This package replaces how a submission is executed and scored
 - :mod:`~medai.autograder.sandbox`  one bubblewrap sandbox per submission (``SandboxBackend``)
 - :mod:`~medai.autograder.runner`   runs inside the sandbox: executes the notebook's cells
 - :mod:`~medai.autograder.scoring`  the trusted scorer: tolerances, metrics, partial credit
-- :mod:`~medai.autograder.policy`   limits, late policy and extensions (``autograder/policy.yaml``)
+- :mod:`~medai.autograder.policy`   limits, late policy, extensions: the policy file schema
 - :mod:`~medai.autograder.batch`    ``medai grade``: parallel, resumable, writes the gradebook
 - :mod:`~medai.autograder.export`   ``medai grades export``: grades to CSV
 """

@@ -78,14 +78,11 @@ _resolved: dict[str, Path] = {}  # dataset -> folder chosen by the lab's own dat
 
 
 def _generator_version(dataset: str) -> str:
-    """Short hash of the generator's source, so an updated course never reuses stale data."""
-    import hashlib
-    import importlib.util
+    """Hash of all generator code that shapes ``dataset``, so an updated course never reuses
+    stale data (:func:`medai.synthetic.core.generator_version`)."""
+    from medai.synthetic.core import generator_version
 
-    spec = importlib.util.find_spec(f"medai.synthetic.{dataset}")
-    if spec is None or spec.origin is None:
-        return "unknown"
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:8]
+    return generator_version(dataset)
 
 
 def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
@@ -107,7 +104,9 @@ def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
         return path
     if n is None and seed == 0 and dataset in _resolved:
         return _resolved[dataset]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medai" / "data"
+    from medai.paths import data_cache
+
+    cache = data_cache()
     key = f"{dataset}-n{n if n is not None else 'default'}-s{seed}-{_generator_version(dataset)}"
     path = cache / key / "public" / dataset
     if not path.is_dir():

@@ -46,8 +46,9 @@ from tornado import escape, ioloop, web
 from medai.autograder import GradingError
 from medai.autograder.runs import GradingRuns
 from medai.hub.layout import StateLayout
+from medai.paths import package_file
 
-UI_DIR = Path(__file__).with_name("grading_ui")
+UI_DIR = package_file("hub", "grading_ui")
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

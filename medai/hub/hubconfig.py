@@ -130,10 +130,12 @@ def build_hub_settings(
     tls: TlsFiles | None = None,
     public_host: str = "localhost",
     class_cli_token: str | None = None,
+    grading_policy: Path | None = None,
 ) -> dict[str, dict]:
     """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
     record); the hub is served there, each user's server and each service on a subdomain of
-    it (see :mod:`medai.hub.origins`)."""
+    it (see :mod:`medai.hub.origins`). ``grading_policy``: the grading service's policy file
+    (None: the built-in defaults)."""
     course = cfg.course.id
     origins = Origins(public_host, ports.public, scheme=public_scheme(tls))
     hub_dir = layout.hub
@@ -182,7 +184,8 @@ def build_hub_settings(
             json.dumps([{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release]),
             "--bwrap",
             bwrap,
-        ],
+        ]
+        + (["--policy", str(grading_policy)] if grading_policy else []),
         "oauth_client_allowed_scopes": [],
     }
     receipts = {

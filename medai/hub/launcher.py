@@ -51,9 +51,9 @@ from medai.hub.staffpages import STAFF_EXPORTER
 from medai.isolation import cgroups, quota
 from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
 from medai.isolation.launch import LaunchFailed, find_pasta
+from medai.paths import package_file, repo
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+HUB_CONFIG_FILE = package_file("hub", "jupyterhub_config.py")
 
 
 class LaunchError(Exception):
@@ -101,7 +101,7 @@ def check_limits() -> cgroups.Probe:
 
 
 def find_proxy() -> list[str]:
-    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    local = repo("node_modules", ".bin", "configurable-http-proxy")
     if local.exists():
         return [str(local)]
     found = shutil.which("configurable-http-proxy")
@@ -340,7 +340,7 @@ def prepare_course(cfg: CourseConfig, layout: StateLayout, config_dir: Path) -> 
             continue
         src = (config_dir / lab.source).resolve()
         if not src.is_dir():
-            src = (REPO_ROOT / lab.source).resolve()
+            src = repo(lab.source).resolve()
         dest = cdir / "source" / lab.id
         if not dest.exists():
             if not src.is_dir() or not any(src.glob("*.ipynb")):
@@ -500,6 +500,22 @@ class Hub:
         return self.proc.returncode
 
 
+def check_grading_policy(cfg: CourseConfig, config_path: Path) -> Path | None:
+    """The course file's ``grading_policy``, resolved against the course file and validated
+    now, so a bad policy stops ``medai up`` with its message instead of failing a grading run."""
+    if cfg.grading_policy is None:
+        return None
+    from medai.autograder import GradingError
+    from medai.autograder.policy import load_policy
+
+    path = (config_path.parent / cfg.grading_policy).resolve()
+    try:
+        load_policy(path)
+    except GradingError as exc:
+        raise LaunchError(f"{config_path}: grading_policy: {exc}") from None
+    return path
+
+
 def start_hub(
     cfg: CourseConfig,
     *,
@@ -530,6 +546,7 @@ def start_hub(
     bwrap = check_bwrap()
     check_pasta()
     proxy = find_proxy()
+    grading_policy = check_grading_policy(cfg, config_path)
     limits = check_limits()
     echo(f"Sandbox limits: {limits.describe()}")
     origins = choose_origins(ip, port, public_host, public_scheme(tls))
@@ -560,6 +577,7 @@ def start_hub(
         tls=tls,
         public_host=origins.host,
         class_cli_token=class_cli_token,
+        grading_policy=grading_policy,
     )
     if settings_hook is not None:
         settings_hook(settings)

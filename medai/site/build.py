@@ -33,6 +33,7 @@ import yaml
 from mkdocs.utils.meta import get_data
 
 from medai.config import CourseConfig, load_config
+from medai.paths import SITE_OUT_PARTS, RepositoryContentMissing, repo, require_repo
 from medai.site.labs import (
     LabInfo,
     discover_labs,
@@ -42,8 +43,7 @@ from medai.site.labs import (
 )
 from medai.site.leaks import find_leaks
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = REPO_ROOT / "build" / "site"
+DEFAULT_OUT = repo(*SITE_OUT_PARTS)
 MARKER = ".medai-site"  # written into every built site; only such a folder is ever replaced
 
 # Top-level pages with a fixed place in the navigation; everything else is found by walking.
@@ -59,14 +59,14 @@ class SiteBuildError(Exception):
 
 @dataclass(frozen=True)
 class SitePaths:
-    """Where the site's inputs live (all default to this checkout)."""
+    """Where the site's inputs live (all default to the repository: see :mod:`medai.paths`)."""
 
-    courses: Path = REPO_ROOT / "courses"
-    labs: Path = REPO_ROOT / "labs"
-    datasets: Path = REPO_ROOT / "datasets" / "synthetic"
-    config: Path = REPO_ROOT / "courses" / "demo-course.yaml"
-    site: Path = REPO_ROOT / "site"
-    katex: Path = REPO_ROOT / "node_modules" / "katex" / "dist"
+    courses: Path = repo("courses")
+    labs: Path = repo("labs")
+    datasets: Path = repo("datasets", "synthetic")
+    config: Path = repo("courses", "demo-course.yaml")
+    site: Path = repo("site")
+    katex: Path = repo("node_modules", "katex", "dist")
 
 
 @dataclass
@@ -500,6 +500,11 @@ def build_site(
 ) -> BuildResult:
     """Build the course site into ``out``; replace ``out`` only when every check passes."""
     paths = paths or SitePaths()
+    for folder, what in ((paths.courses, "the course pages"), (paths.site, "the site theme")):
+        try:
+            require_repo(folder, what, "Run `medai site build` inside a checkout of the repository")
+        except RepositoryContentMissing as exc:
+            raise SiteBuildError(str(exc)) from None
     out = Path(out).resolve()
     step = on_step or (lambda _name: None)
     t0 = time.perf_counter()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from medai.paths import DATA_ROOT
 from medai.synthetic.core import (
     GENERATOR_MODULES,
     DataError,
@@ -18,7 +19,7 @@ from medai.synthetic.core import (
     verify,
 )
 
-DEFAULT_ROOT = Path(".medai") / "data"
+DEFAULT_ROOT = DATA_ROOT
 
 data_app = typer.Typer(
     help="Synthetic medical datasets: list the catalogue, read a card, generate, verify.",
@@ -58,7 +59,10 @@ def data_info(
         f"{spec.name}: default {spec.default_n:,} {spec.unit}, formats {', '.join(spec.formats)}"
     )
     if card is None:
-        typer.echo(f"(no card found for '{name}'; {spec.summary})")
+        typer.echo(
+            f"{spec.summary}\n(the full card is datasets/synthetic/{name}.md of the MedAI Lab "
+            "repository, and the course site's Datasets page; run from a checkout to read it here)"
+        )
         return
     typer.echo(f"card: {card}\n")
     typer.echo(card.read_text(encoding="utf-8"))
