@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from medai.config import CourseConfig
 from medai.hub import roles
