@@ -72,6 +72,10 @@ COMBOS = {
     "demo-public-host": lambda: course_values(DEMO, public_host="hub.example.org"),
     "hubtest": lambda: course_values(HUBTEST),
     "hub-only": lambda: course_values(None),
+    # what .github/workflows/k8s.yaml installs on k3s
+    "ci": lambda: merge(
+        course_values(DEMO), yaml.safe_load((REPO / "helm/ci/values-ci.yaml").read_text())
+    ),
     "services-only": lambda: merge(course_values(HUBTEST), {"jupyterhub": {"enabled": False}}),
     "data-sandbox": lambda: merge(
         course_values(DEMO),
