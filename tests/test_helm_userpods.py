@@ -20,7 +20,7 @@ import pytest
 from medai.config import load_config
 from medai.hub import roles
 from medai.k8s import chart
-from medai.k8s.values import GPU_RESOURCE, profile_limits
+from medai.k8s.values import CPU_GUARANTEE_SHARE, GPU_RESOURCE, profile_limits
 from tests.test_helm import COMBOS, DEMO, HUBTEST, Z2JH, find, merge
 
 KUBECONFIG = """apiVersion: v1
@@ -153,6 +153,8 @@ def test_gpu_only_in_the_gpu_profile_and_limits_from_the_course(demo_pods: dict)
         lim = profile_limits(p)
         assert res["limits"]["memory"] == lim.memory_mb * 2**20
         assert res["limits"]["cpu"] == p.cpu_limit
+        assert res["requests"]["memory"] == res["limits"]["memory"]  # memory reserved in full
+        assert res["requests"]["cpu"] == p.cpu_limit * CPU_GUARANTEE_SHARE
         if p.gpus:
             assert res["limits"][GPU_RESOURCE] == str(p.gpus)
             assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}

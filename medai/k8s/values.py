@@ -51,6 +51,7 @@ FORMGRADER_PORT = 8888
 HOME = "/home/jovyan"  # z2jh's home mount path: images built from jupyter's stacks expect it
 TRAINEE_UID = 1000  # z2jh's singleuser.uid; the course services run as the same uid
 GPU_RESOURCE = "nvidia.com/gpu"
+CPU_GUARANTEE_SHARE = 0.25  # a server's CPU request, as a share of its limit (see below)
 # The taint/label NVIDIA's GPU operator and the cloud GPU node pools set (operator docs list
 # how to change them for other clusters).
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -89,7 +90,10 @@ def _profile_entry(p: Profile, default: bool) -> dict:
         "mem_limit": res["limits"]["memory"].removesuffix("i"),
         "mem_guarantee": res["requests"]["memory"].removesuffix("i"),
         "cpu_limit": p.cpu_limit,
-        "cpu_guarantee": p.cpu_limit,
+        # CPU is lent back when idle and memory is not: a server reserves all its memory (no
+        # node can run out and kill a kernel mid-class) but a quarter of its cores, since a
+        # class mostly reads and types and a busy kernel still gets its limit on a quiet node
+        "cpu_guarantee": round(p.cpu_limit * CPU_GUARANTEE_SHARE, 3),
     }
     if p.gpus:
         n = str(p.gpus)
