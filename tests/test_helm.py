@@ -481,3 +481,45 @@ def test_every_default_value_is_in_the_schema() -> None:
                 walk(v, sub, f"{path}{k}.")
 
     walk(defaults, schema["properties"]["medai"], "")
+
+
+# -------------------------------------------------------------------------------- the command
+
+
+def test_cli_writes_the_values_helm_installs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+
+    out = tmp_path / "course-values.yaml"
+    res = CliRunner().invoke(app, ["helm", "values", str(HUBTEST), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(out.read_text()) == helm_values(load_config(HUBTEST))
+    code = yaml.safe_load(out.read_text())["jupyterhub"]["hub"]["extraConfig"]
+    assert "\n" in next(iter(code.values()))  # the profile filter stays readable Python
+
+
+def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("course: {id: Bad Id, title: x}\npeople: {instructors: [a]}\n")
+    res = CliRunner().invoke(app, ["helm", "values", str(bad)])
+    assert res.exit_code == 1 and "bad.yaml" in res.output and "course.id" in res.output
+    res = CliRunner().invoke(app, ["helm", "values", str(HUBTEST), "--public-host", "a b"])
+    assert res.exit_code == 2 and "--public-host" in res.output
+
+
+def test_cli_schema_check_fails_on_drift(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+
+    assert CliRunner().invoke(app, ["helm", "schema", "--check"]).exit_code == 0
+    stale = tmp_path / "helm-values.md"
+    stale.write_text(chart.values_reference().replace("Placeholder", "Stand-in"))
+    monkeypatch.setattr(chart, "REFERENCE", stale)
+    res = CliRunner().invoke(app, ["helm", "schema", "--check"])
+    assert res.exit_code == 1 and "medai helm schema" in res.output

@@ -34,7 +34,17 @@ capabilities:
 
 {{/* Environment a JupyterHub service expects when the hub does not start it itself. */}}
 {{- define "medai.serviceEnv" -}}
-{{- $name := index . 0 }}{{- $port := index . 1 }}
+{{- $name := index . 0 }}{{- $port := index . 1 }}{{- $public := index . 2 }}
+{{- with $public.hub }}
+- name: JUPYTERHUB_HOST
+  value: {{ . | quote }}
+- name: JUPYTERHUB_PUBLIC_HUB_URL
+  value: "{{ . }}/hub/"
+{{- end }}
+{{- with index $public.services $name }}
+- name: JUPYTERHUB_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
 - name: JUPYTERHUB_SERVICE_NAME
   value: {{ $name | quote }}
 - name: JUPYTERHUB_SERVICE_URL

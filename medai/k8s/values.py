@@ -258,10 +258,17 @@ def helm_values(
         "KubeSpawner": {"default_url": "/lab"},
     }
     grading_page = grading_page_path()
+    public: dict = {"hub": "", "services": {}}
     if public_host:
         origins = Origins(check_public_host(public_host), 443, scheme="https")
         hub_config["JupyterHub"]["subdomain_host"] = origins.hub
         grading_page = origins.service_url(roles.GRADING_SERVICE) + "/"
+        # what JupyterHub tells the services it starts itself (JUPYTERHUB_HOST and the public
+        # URLs), for the course services it does not start: OAuth redirects cross origins
+        public = {
+            "hub": origins.hub,
+            "services": {name: origins.service_url(name) + "/" for name in service_url},
+        }
     jh = {
         "hub": {
             "config": hub_config,
@@ -286,6 +293,7 @@ def helm_values(
             "users": sorted(cfg.people.everyone),
             "labs": [{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release],
             "formgrader": {"command": formgrader_command(grading_page)},
+            "public": public,
             "storage": {
                 "state": {"existingClaim": "" if state_claim == "medai-state" else state_claim}
             },
