@@ -196,3 +196,43 @@ def test_hubtest_course_pods_build(tmp_path: Path, monkeypatch) -> None:
     pod = user_pod(config, load_config(HUBTEST), "mallory", None)
     assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == 2**30
     assert chart.validate([pod], chart.K8S_VERSIONS[0]) == []
+
+
+def test_user_pods_get_the_embedded_sandbox_jupyter_config(demo_pods: dict, tmp_path) -> None:
+    import json
+
+    from medai.hub.layout import SANDBOX_JUPYTER_CONFIG, StateLayout
+    from medai.hub.spawner import kernel_culling, write_user_jupyter_config
+
+    cfg = load_config(DEMO)
+    cull = kernel_culling(int(cfg.servers.idle_kernel_minutes * 60))
+    local = write_user_jupyter_config(StateLayout(tmp_path), "jovyan", cull)
+    pod = demo_pods[("trainee1", "cpu")]
+    (c,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["JUPYTER_CONFIG_PATH"] == SANDBOX_JUPYTER_CONFIG
+    # mounted from z2jh's `singleuser` Secret (the kubelet mounts secrets read-only)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    secret = find(chart.render(COMBOS["demo-public-host"]()), "Secret", "singleuser")
+    files = {}
+    for m in c["volumeMounts"]:
+        if m["mountPath"].startswith(SANDBOX_JUPYTER_CONFIG + "/"):
+            assert volumes[m["name"]]["secret"]["secretName"] == "singleuser"
+            raw = (
+                secret.get("stringData", {}).get(m["subPath"])
+                or base64.b64decode(secret["data"][m["subPath"]]).decode()
+            )
+            files[m["mountPath"].removeprefix(SANDBOX_JUPYTER_CONFIG + "/")] = raw
+    assert files["nbgrader_config.py"] == (local / "nbgrader_config.py").read_text()
+    server = json.loads(files["jupyter_server_config.json"])
+    want = json.loads((local / "jupyter_server_config.json").read_text())
+    assert server["MappingKernelManager"] == want["MappingKernelManager"]  # idle-kernel culling
+    assert (
+        server["KernelManager"]
+        == want["KernelManager"]
+        == {"transport": "ipc", "ip": "/tmp/jupyter-kernel"}
+    )
+    assert server["LabApp"]["extension_manager"] == "readonly"
+    assert (
+        server["LabServerApp"]["labextensions_path"][0] == "/usr/local/share/jupyter/labextensions"
+    )

@@ -39,7 +39,13 @@ from pathlib import Path
 from medai.config import CourseConfig, Profile
 from medai.hub import roles
 from medai.hub.hubconfig import grading_page_path
-from medai.hub.layout import SANDBOX_COURSE_ROOT, SANDBOX_DATA, SANDBOX_EXCHANGE, StateLayout
+from medai.hub.layout import (
+    SANDBOX_COURSE_ROOT,
+    SANDBOX_DATA,
+    SANDBOX_EXCHANGE,
+    SANDBOX_JUPYTER_CONFIG,
+    StateLayout,
+)
 from medai.hub.origins import Origins, check_public_host
 from medai.hub.staffpages import FORMGRADER_SERVER_ARGS
 from medai.isolation.limits import Limits, parse_mb
@@ -221,6 +227,39 @@ def formgrader_command(grading_page: str) -> list[str]:
     ]
 
 
+IMAGE_PREFIX = "/usr/local"  # sys.prefix of the trainee image (python:3.11 images)
+
+
+def trainee_jupyter_files(cfg: CourseConfig) -> dict[str, dict]:
+    """``singleuser.extraFiles``: the Jupyter and nbgrader configuration the embedded hub writes
+    for every sandbox (:func:`medai.hub.spawner.write_user_jupyter_config`: exchange paths,
+    kernels on IPC sockets, no extension installs, nothing fetched, idle-kernel culling),
+    written by that same function and mounted read-only at the same path."""
+    import tempfile
+
+    from medai.hub.spawner import kernel_culling, write_user_jupyter_config
+
+    servers = cfg.servers
+    cull = kernel_culling(int(servers.idle_kernel_minutes * 60), servers.cull_connected_kernels)
+    files = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # the user is z2jh's image user: its home, /home/jovyan, is the assignment folder
+        folder = write_user_jupyter_config(StateLayout(Path(tmp)), HOME.rsplit("/", 1)[1], cull)
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rel = f.relative_to(folder).as_posix()
+            text = f.read_text()
+            if rel == "jupyter_server_config.json":  # the image's software paths, not ours
+                server = json.loads(text)
+                server["LabServerApp"]["labextensions_path"] = [
+                    f"{IMAGE_PREFIX}/share/jupyter/labextensions",
+                    "/usr/share/jupyter/labextensions",
+                ]
+                text = json.dumps(server, indent=2)
+            key = "medai-jupyter-" + rel.replace("/", "-")
+            files[key] = {"mountPath": f"{SANDBOX_JUPYTER_CONFIG}/{rel}", "stringData": text}
+    return files
+
+
 def helm_values(
     cfg: CourseConfig,
     *,
@@ -280,6 +319,8 @@ def helm_values(
             "profileList": profiles,
             "startTimeout": int(servers.start_timeout_minutes * 60),
             "storage": {"extraVolumes": volumes, "extraVolumeMounts": mounts},
+            "extraFiles": trainee_jupyter_files(cfg),
+            "extraEnv": {"JUPYTER_CONFIG_PATH": SANDBOX_JUPYTER_CONFIG},
         },
         "cull": {
             "enabled": idle_s > 0,
