@@ -210,7 +210,9 @@ def test_user_pods_get_the_embedded_sandbox_jupyter_config(demo_pods: dict, tmp_
     pod = demo_pods[("trainee1", "cpu")]
     (c,) = pod["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["JUPYTER_CONFIG_PATH"] == SANDBOX_JUPYTER_CONFIG
+    # the embedded sandbox's environment: config only from the generated, read-only folder
+    assert env["JUPYTER_CONFIG_DIR"] == SANDBOX_JUPYTER_CONFIG
+    assert env["MEDAI_DATA"] == "/data" and env["IPYTHONDIR"] == "/home/jovyan/.ipython"
     # mounted from z2jh's `singleuser` Secret (the kubelet mounts secrets read-only)
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     secret = find(chart.render(COMBOS["demo-public-host"]()), "Secret", "singleuser")

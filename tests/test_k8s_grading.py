@@ -223,3 +223,59 @@ def test_the_grading_service_uses_this_backend_when_told(monkeypatch: pytest.Mon
     backend = _backend_factory("kubernetes", None)()
     assert isinstance(backend, KubernetesBackend) and backend.namespace == "course-ns"
     assert backend.secure and backend.name == "kubernetes"
+
+
+@pytest.mark.slow  # nbgrader generates and releases the lab: about a minute on a busy machine
+def test_the_init_container_prepares_the_state_as_medai_up_does(tmp_path: Path) -> None:
+    """``medai.k8s.prepare`` on the course file the chart's ConfigMap carries (datasets left
+    out to keep it quick): folders, gradebook roster, released lab."""
+    import yaml
+
+    from medai.config import load_config
+    from medai.hub.layout import StateLayout
+    from medai.k8s import prepare
+    from medai.k8s.values import helm_values
+
+    repo = Path(__file__).resolve().parent
+    data = yaml.safe_load((repo / "data" / "hub-course.yaml").read_text())
+    data["datasets"] = []
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    course_file = helm_values(load_config(tmp_path / "c.yaml"))["medai"]["courseFile"]
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "course.yaml").write_text(course_file)
+    state = tmp_path / "state"
+    rc = prepare.main(
+        [
+            "--config",
+            str(tmp_path / "etc" / "course.yaml"),
+            "--state",
+            str(state),
+            "--labs-root",
+            str(repo / "data"),
+        ]
+    )
+    assert rc == 0
+    layout = StateLayout(state)
+    for user in ("alice", "bob", "mallory", "teacher", "helper"):
+        assert layout.drop("hubtest", user).is_dir() and layout.user_feedback("hubtest", user)
+    assert (layout.exchange("hubtest") / "outbound" / "hello").is_dir()
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{layout.course_dir('hubtest') / 'gradebook.db'}") as gb:
+        assert sorted(s.id for s in gb.students) == ["alice", "bob", "mallory"]
+    # a course file with a lab whose notebooks are missing fails, naming it
+    data["labs"][0]["source"] = "labs/missing"
+    (tmp_path / "etc" / "course.yaml").write_text(yaml.safe_dump(data))
+    assert (
+        prepare.main(
+            [
+                "--config",
+                str(tmp_path / "etc" / "course.yaml"),
+                "--state",
+                str(tmp_path / "state2"),
+                "--labs-root",
+                str(repo / "data"),
+            ]
+        )
+        == 1
+    )

@@ -260,6 +260,26 @@ def trainee_jupyter_files(cfg: CourseConfig) -> dict[str, dict]:
     return files
 
 
+def trainee_env() -> dict[str, str]:
+    """``singleuser.extraEnv``: the embedded sandbox's environment
+    (:func:`medai.hub.spawner.sandbox_env`) for the image user, less what the image decides
+    (its user, shell and PATH)."""
+    from medai.hub.spawner import sandbox_env
+    from medai.isolation.bwrap import Software
+
+    user = HOME.rsplit("/", 1)[1]
+    env = sandbox_env(user, Software(paths=(), path_env=""))
+    return {k: v for k, v in env.items() if k not in {"HOME", "USER", "LOGNAME", "SHELL", "PATH"}}
+
+
+def course_file(cfg: CourseConfig) -> str:
+    """The course configuration as YAML (every field spelled out): the course services
+    prepare the state volume from it as ``medai up`` does on one machine."""
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
 def helm_values(
     cfg: CourseConfig,
     *,
@@ -320,7 +340,7 @@ def helm_values(
             "startTimeout": int(servers.start_timeout_minutes * 60),
             "storage": {"extraVolumes": volumes, "extraVolumeMounts": mounts},
             "extraFiles": trainee_jupyter_files(cfg),
-            "extraEnv": {"JUPYTER_CONFIG_PATH": SANDBOX_JUPYTER_CONFIG},
+            "extraEnv": trainee_env(),
         },
         "cull": {
             "enabled": idle_s > 0,
@@ -331,6 +351,7 @@ def helm_values(
     return {
         "medai": {
             "course": {"id": course, "title": cfg.course.title},
+            "courseFile": course_file(cfg),
             "users": sorted(cfg.people.everyone),
             "labs": [{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release],
             "formgrader": {"command": formgrader_command(grading_page)},
