@@ -510,6 +510,20 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "bad.yaml" in res.output and "course.id" in res.output
     res = CliRunner().invoke(app, ["helm", "values", str(HUBTEST), "--public-host", "a b"])
     assert res.exit_code == 2 and "--public-host" in res.output
+    res = CliRunner().invoke(app, ["helm", "values", str(HUBTEST), "--hub-admin", "teacher"])
+    assert res.exit_code == 2 and "teacher" in res.output and "course member" in res.output
+
+
+def test_hub_admin_is_an_operator_account_outside_the_course() -> None:
+    values = helm_values(load_config(HUBTEST), hub_admins=("ops",))
+    auth = values["jupyterhub"]["hub"]["config"]["Authenticator"]
+    assert auth["admin_users"] == ["ops"] and "ops" in auth["allowed_users"]
+    assert (
+        helm_values(load_config(HUBTEST))["jupyterhub"]["hub"]["config"]["Authenticator"][
+            "admin_users"
+        ]
+        == []
+    )
 
 
 def test_cli_schema_check_fails_on_drift(tmp_path: Path, monkeypatch) -> None:

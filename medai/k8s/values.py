@@ -285,8 +285,19 @@ def helm_values(
     *,
     public_host: str | None = None,
     state_claim: str = "medai-state",
+    hub_admins: tuple[str, ...] = (),
 ) -> dict:
-    """The course's values for the umbrella chart (``helm install -f`` on top of its defaults)."""
+    """The course's values for the umbrella chart (``helm install -f`` on top of its defaults).
+
+    ``hub_admins``: operator accounts (outside the course) that authorise sign-ups; a hub admin
+    can open every server, which is why no course member may be one."""
+    members = set(cfg.people.everyone)
+    clash = sorted(set(hub_admins) & members)
+    if clash:
+        raise ValueError(
+            f"hub admin(s) {', '.join(clash)} are course members; a hub admin can open every "
+            "trainee's server, so use an operator account that is not in the course file"
+        )
     course = cfg.course.id
     servers = cfg.servers
     profiles = [_profile_entry(p, i == 0) for i, p in enumerate(cfg.profiles)]
@@ -308,7 +319,10 @@ def helm_values(
         for name, url in service_url.items()
     }
     hub_config: dict = {
-        "Authenticator": {"allowed_users": sorted(cfg.people.everyone), "admin_users": []},
+        "Authenticator": {
+            "allowed_users": sorted(members | set(hub_admins)),
+            "admin_users": sorted(hub_admins),
+        },
         "JupyterHub": {
             # z2jh has no loadGroups key; the hub's own trait takes them
             "load_groups": roles.hub_groups(cfg),
