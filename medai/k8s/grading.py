@@ -31,9 +31,10 @@ import json
 import math
 import os
 import tarfile
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medai.autograder.sandbox import SandboxJob, SandboxResult
@@ -45,6 +46,7 @@ POLICY_NAME = "medai-grading-jobs"
 JOB_UID = 1000
 CONFIGMAP_MAX = 1_000_000  # Kubernetes refuses ConfigMaps over 1 MiB (keys and metadata too)
 START_TIMEOUT_S = 300  # scheduling and an image pull on a fresh node
+_API_LOCK = threading.Lock()
 
 
 class KubernetesGradingError(RuntimeError):
@@ -136,6 +138,7 @@ class KubernetesBackend:
     start_timeout_s: float = START_TIMEOUT_S
     name: str = "kubernetes"
     secure: bool = True
+    _clients: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> KubernetesBackend:
@@ -315,13 +318,22 @@ class KubernetesBackend:
     # ------------------------------------------------------------------------ the control loop
 
     def _api(self):
-        from kubernetes import client, config
+        """API clients, made once (in the cluster: the pod's service account)."""
+        with _API_LOCK:
+            if self._clients is None:
+                from kubernetes import client, config
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        return client.CoreV1Api(), client.BatchV1Api(), client.NetworkingV1Api()
+                try:
+                    config.load_incluster_config()
+                except config.ConfigException:
+                    config.load_kube_config()
+                api = client.ApiClient()
+                self._clients = (
+                    client.CoreV1Api(api),
+                    client.BatchV1Api(api),
+                    client.NetworkingV1Api(api),
+                )
+            return self._clients
 
     def check_policy(self, net) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -405,7 +417,13 @@ class KubernetesBackend:
                 if state.terminated.reason == "OOMKilled":
                     notes.append("memory limit reached (OOMKilled)")
                 break
-            if started is None and now - begun > self.start_timeout_s:
+            if started is None and pods and pods[0].status.phase == "Failed":
+                status = "crashed"  # e.g. the unpacking init container failed
+                notes.append(
+                    f"the grading pod failed before the runner started: "
+                    f"{pods[0].status.reason or pods[0].status.message or 'unknown'}"
+                )
+            elif started is None and now - begun > self.start_timeout_s:
                 status = "crashed"
                 notes.append(f"the grading pod did not start within {self.start_timeout_s:.0f}s")
             elif started is not None and limits.wall_s and now - started > limits.wall_s:
