@@ -537,3 +537,23 @@ def test_cli_schema_check_fails_on_drift(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(chart, "REFERENCE", stale)
     res = CliRunner().invoke(app, ["helm", "schema", "--check"])
     assert res.exit_code == 1 and "medai helm schema" in res.output
+
+
+def test_formgrader_runs_with_the_embedded_hubs_arguments(tmp_path: Path) -> None:
+    """Same server extensions, sanitising and Autograde guard as on one machine; only the
+    grading service's address differs (a cluster Service instead of a loopback port)."""
+    cfg = load_config(HUBTEST)
+    embedded = next(
+        s
+        for s in embedded_settings(cfg, tmp_path)["JupyterHub"]["services"]
+        if s["name"] == cfg.course.id
+    )["command"]
+    fg = find(rendered("hubtest"), "Deployment", "medai-formgrader")
+    cmd = fg["spec"]["template"]["spec"]["containers"][0]["command"]
+    server_args = embedded[[i for i, a in enumerate(embedded) if a.endswith("singleuser")][-1] :]
+    options = [a for a in server_args[1:] if "127.0.0.1" not in a and "grading_page" not in a]
+    assert options and set(options) <= set(cmd)
+    assert (
+        "--MedaiFormgraderGuard.grading_api=http://medai-grading:8080/services/medai-grading/api"
+        in cmd
+    )

@@ -238,3 +238,23 @@ def test_user_pods_get_the_embedded_sandbox_jupyter_config(demo_pods: dict, tmp_
     assert (
         server["LabServerApp"]["labextensions_path"][0] == "/usr/local/share/jupyter/labextensions"
     )
+
+
+def test_names_with_dots_and_underscores_get_their_own_drop(tmp_path: Path, monkeypatch) -> None:
+    """KubeSpawner's ``{username}`` is an escaped slug ("a.b_c" would not be the folder the
+    exchange keeper watches); the chart uses ``{unescaped_username}``, safe because course
+    names cannot hold ``/`` (medai.config.NAME_RE) and only course members may log in."""
+    import yaml
+
+    from medai.k8s.values import helm_values
+
+    data = yaml.safe_load(HUBTEST.read_text())
+    data["people"]["trainees"] = ["ann.lee_2", "bo-b"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    cfg = load_config(tmp_path / "c.yaml")
+    values = merge(helm_values(cfg), {"jupyterhub": COMBOS["hub-only"]()["jupyterhub"]})
+    config = hub_config(chart.render(values), tmp_path / "hub", monkeypatch)
+    for user in ("ann.lee_2", "bo-b"):
+        mounts = user_pod(config, cfg, user, None)["spec"]["containers"][0]["volumeMounts"]
+        inbound = [m for m in mounts if m["mountPath"].endswith("/hubtest/inbound")]
+        assert [m["subPath"] for m in inbound] == [f"drop/hubtest/{user}"]
