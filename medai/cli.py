@@ -8,6 +8,7 @@ Verbs owned by other subpackages are registered from their own ``cli.py`` (each 
 - ``medai data ...``                     :mod:`medai.synthetic.cli`
 - ``medai grade`` / ``medai grades ...`` :mod:`medai.autograder.cli`
 - ``medai site build|serve``             :mod:`medai.site.cli`
+- ``medai helm values|schema``           :mod:`medai.k8s.cli`
 """
 
 from __future__ import annotations
@@ -96,7 +97,13 @@ def config_docs(
 
 # Subpackages that add verbs. A module that is not there yet is skipped; one that is there but
 # fails to import raises, so a broken verb is never silently missing.
-_PLUGINS = ("medai.hub.cli", "medai.synthetic.cli", "medai.autograder.cli", "medai.site.cli")
+_PLUGINS = (
+    "medai.hub.cli",
+    "medai.synthetic.cli",
+    "medai.autograder.cli",
+    "medai.site.cli",
+    "medai.k8s.cli",
+)
 for _mod in _PLUGINS:
     if (package_dir() / _mod.split(".")[1] / "cli.py").exists():
         importlib.import_module(_mod).register(app)
