@@ -286,6 +286,18 @@ def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
         say(f"  data: generated {ds.name} ({n} {spec.unit}) in {time.monotonic() - t0:.1f} s")
 
 
+def prepare_catalog(cfg: CourseConfig, layout: StateLayout, echo: Callable[[str], None]) -> None:
+    """The course catalogue trainees see read-only: reference models (built once, seconds) and
+    its page (:mod:`medai.catalog.publish`)."""
+    from medai.catalog.models import ModelError
+    from medai.catalog.publish import publish
+
+    try:
+        publish(layout.catalog, cfg, echo)
+    except ModelError as exc:
+        raise LaunchError(f"the course catalogue could not be prepared: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. course
 
@@ -538,6 +550,7 @@ def start_hub(
     layout = prepare_state(cfg, state)
     echo(quota.probe(layout.root).describe())
     prepare_data(cfg, layout)
+    prepare_catalog(cfg, layout, echo)
     report = prepare_course(cfg, layout, config_path.parent)
     # the formgrader reads its Jupyter configuration from the course folder
     set_secure_xsrf_cookie(layout.course_dir(cfg.course.id), tls is not None)
