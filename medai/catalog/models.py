@@ -107,9 +107,23 @@ def get_card(name: str, root: Path | str | None = None) -> ModelCard:
 
 def untrusted_types(path: Path) -> list[str]:
     """Types in a skops file that neither skops nor :data:`TRUSTED_PREFIXES` trusts."""
+    return [t for t in _skops_types(path) if not t.startswith(TRUSTED_PREFIXES)]
+
+
+def _skops_types(path: Path) -> list[str]:
+    """skops' list of the types in ``path`` it does not trust by default; a file that is not a
+    skops file (a pickle renamed, say) is a :class:`ModelError`."""
+    import zipfile
+
     import skops.io as sio
 
-    return [t for t in sio.get_untrusted_types(file=path) if not t.startswith(TRUSTED_PREFIXES)]
+    try:
+        return list(sio.get_untrusted_types(file=path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelError(
+            f"{path}: not a readable skops file ({type(exc).__name__}); models are stored with "
+            "skops.io.dump, never as pickles"
+        ) from None
 
 
 def load_model(name: str, models_dir: Path | str | None = None) -> Any:
@@ -136,8 +150,8 @@ def load_model(name: str, models_dir: Path | str | None = None) -> Any:
             f"{path}: refused to load, it contains types outside scikit-learn/NumPy/SciPy: "
             f"{', '.join(bad[:5])}"
         )
-    trusted = sio.get_untrusted_types(file=path)
-    return sio.load(path, trusted=trusted)
+    # what is left untrusted by skops is scikit-learn/NumPy/SciPy's own (checked just above)
+    return sio.load(path, trusted=_skops_types(path))
 
 
 def write_model(root: Path | str, estimator: Any, card: ModelCard) -> Path:

@@ -12,11 +12,12 @@ start), ``medai models build``, and the data sandbox when it releases a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from medai.catalog import reference
+from medai.catalog.cards import SandboxedDataset
 from medai.catalog.entries import all_datasets, all_models
 from medai.catalog.models import ModelError, read_card
 from medai.catalog.render import catalogue_markdown
@@ -38,10 +39,15 @@ def stale_reference_models(models: Path) -> list[str]:
     return out
 
 
-def write_page(catalog: Path, course: Any = None) -> Path:
-    """Render the trainees' catalogue page into ``catalog/README.md`` (read-only for them)."""
+def write_page(
+    catalog: Path, course: Any = None, extra_sandboxed: Iterable[SandboxedDataset] = ()
+) -> Path:
+    """Render the trainees' catalogue page into ``catalog/README.md`` (read-only for them).
+
+    ``extra_sandboxed``: sandboxed datasets besides the sandbox registry's (tests, or a
+    deployment wiring its own list)."""
     cards, _problems = all_models(catalog / "models")
-    text = catalogue_markdown(all_datasets(course), cards, staff=False)
+    text = catalogue_markdown(all_datasets(course, extra_sandboxed), cards, staff=False)
     catalog.mkdir(parents=True, exist_ok=True)
     page = catalog / PAGE
     tmp = page.with_name(f".{PAGE}.tmp")
