@@ -24,6 +24,7 @@ from medai.catalog.models import (
     load_model,
     sha256_file,
     write_model,
+    write_model_file,
 )
 
 pytestmark = pytest.mark.slow  # trains the reference models (seconds)
@@ -174,6 +175,9 @@ def test_a_model_hiding_a_function_is_refused_on_writing_and_on_loading(hostile,
         write_model(hostile, evil, card)
     assert not (hostile / "evil").exists() and list(hostile.iterdir()) == []
     sio.dump(evil, tmp_path / "evil.skops")
+    with pytest.raises(ModelError, match="posix.system"):  # the sandbox's way in
+        write_model_file(hostile, tmp_path / "evil.skops", card)
+    assert list(hostile.iterdir()) == []
     _publish_by_hand(hostile, "evil", tmp_path / "evil.skops")
     with pytest.raises(ModelError, match="refused to load.*posix.system"):
         load_model("evil", hostile)
@@ -214,3 +218,74 @@ def test_load_model_reads_medai_models_and_says_how_to_fix_a_missing_one(monkeyp
     monkeypatch.delenv(MODELS_ENV)
     with pytest.raises(ModelError, match="MEDAI_MODELS"):
         load_model("stroke-risk-boosting")
+
+
+def test_models_cli_builds_lists_and_shows_cards(tmp_path):
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+
+    runner = CliRunner()
+    state = tmp_path / "state"
+    res = runner.invoke(app, ["models", "list", "--state", str(state)])
+    assert res.exit_code == 0 and "medai models build" in res.stdout
+    res = runner.invoke(
+        app, ["models", "build", "--state", str(state), "--name", "stroke-risk-logistic"]
+    )
+    assert res.exit_code == 0, res.output
+    page = state / "catalog" / "README.md"
+    assert "stroke-risk-logistic" in page.read_text()
+    res = runner.invoke(app, ["models", "list", "--state", str(state)])
+    header, row = res.stdout.splitlines()
+    card = get_card("stroke-risk-logistic", state / "catalog" / "models")
+    assert row.split()[:4] == [
+        "stroke-risk-logistic",
+        "reference",
+        f"{card.metrics['auroc']:.3f}",
+        "ehr",
+    ]
+    res = runner.invoke(
+        app, ["models", "show", "stroke-risk-logistic", "--state", str(state), "--json"]
+    )
+    assert ModelCard.model_validate_json(res.stdout) == card
+    res = runner.invoke(app, ["models", "show", "nope", "--state", str(state)])
+    assert res.exit_code == 2 and "no model 'nope'" in res.stderr
+    res = runner.invoke(app, ["models", "build", "--state", str(state), "--name", "nope"])
+    assert res.exit_code == 2 and "choose from stroke-risk-logistic" in res.stderr
+
+
+def test_a_model_released_by_the_sandbox_is_published_like_a_reference_one(tmp_path, built):
+    """The sandbox hands over the skops file its job wrote and a card; the catalogue lists it,
+    its page says it was released, and it loads."""
+    from datetime import UTC, datetime
+
+    from medai.catalog.cards import ModelData
+    from medai.catalog.entries import all_models
+    from medai.catalog.render import catalogue_markdown
+
+    ref = get_card("stroke-risk-logistic", built)
+    card = ref.model_copy(
+        update={
+            "name": "ckd-private-alice",
+            "kind": "released",
+            "author": "alice",
+            "created": datetime(2026, 12, 1, tzinfo=UTC),
+            "data": ModelData.model_validate(
+                ref.data.model_dump()
+                | {
+                    "dataset": "cohort-x",
+                    "access": "sandboxed",
+                    "recipe": "private cohort, in the data sandbox",
+                }
+            ),
+        }
+    )
+    models = tmp_path / "models"
+    folder = write_model_file(models, built / "stroke-risk-logistic" / "model.skops", card)
+    cards, problems = all_models(models)
+    assert problems == [] and [c.name for c in cards] == ["ckd-private-alice"]
+    assert cards[0].sha256 == sha256_file(folder / "model.skops")
+    page = (folder / "card.md").read_text()
+    assert "**Released model `ckd-private-alice`**" in page and "(sandboxed)" in page
+    assert "| `ckd-private-alice` | released |" in catalogue_markdown([], cards)
+    assert hasattr(load_model("ckd-private-alice", models), "predict_proba")

@@ -7,8 +7,9 @@ server)::
     <models>/<name>/card.json     its ModelCard (medai.catalog.cards)
     <models>/<name>/card.md       the card rendered for reading in JupyterLab
 
-Reference models (``medai models build``) and models the data sandbox releases are written the
-same way, by :func:`write_model`. A model file is never a pickle: loading a pickle runs whatever
+Reference models (``medai models build``, :func:`write_model`) and models the data sandbox
+releases (:func:`write_model_file`, from the skops file its job wrote) are published the same
+way. A model file is never a pickle: loading a pickle runs whatever
 code its author put in it, and a released model's author is a trainee. skops stores the
 estimator as data and :func:`load_model` refuses any type outside scikit-learn, NumPy and SciPy
 (a function such as ``os.system`` hidden in a pipeline is such a type).
@@ -21,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +160,27 @@ def write_model(root: Path | str, estimator: Any, card: ModelCard) -> Path:
     """Write ``estimator`` and ``card`` as ``<root>/<card.name>/`` (replacing an older version
     only once the new one is complete); the card's ``sha256`` is filled in from the file.
 
-    For reference models (``medai models build``) and for the sandbox service when it releases
-    a model. Raises :class:`ModelError` if the estimator holds types :func:`load_model` would
-    refuse, so nothing unloadable is ever published.
+    For reference models (``medai models build``). Raises :class:`ModelError` if the estimator
+    holds types :func:`load_model` would refuse, so nothing unloadable is ever published.
     """
     import skops.io as sio
 
+    return _publish(root, card, lambda path: sio.dump(estimator, path))
+
+
+def write_model_file(root: Path | str, skops_file: Path | str, card: ModelCard) -> Path:
+    """Publish a model that is already a skops file, as :func:`write_model` does.
+
+    For the data sandbox: a job serialises its model with ``skops.io.dump`` inside its own
+    sandbox and the service publishes that file with its card, so no object made by a
+    trainee's code is ever loaded (or unpickled) in the trusted service. The same type check
+    as :func:`load_model` runs before anything appears in the folder.
+    """
+    src = Path(skops_file)
+    return _publish(root, card, lambda path: shutil.copyfile(src, path))
+
+
+def _publish(root: Path | str, card: ModelCard, write: Callable[[Path], object]) -> Path:
     from medai.catalog.render import model_card_markdown
 
     root = Path(root)
@@ -171,7 +188,7 @@ def write_model(root: Path | str, estimator: Any, card: ModelCard) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{card.name}.", dir=root))
     try:
         path = tmp / card.file
-        sio.dump(estimator, path)
+        write(path)
         bad = untrusted_types(path)
         if bad:
             raise ModelError(
