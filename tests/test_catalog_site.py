@@ -105,3 +105,28 @@ def test_a_changed_card_changes_its_page_and_a_stale_model_is_rebuilt(models, tm
     first = json.loads((models / "stroke-risk-logistic" / CARD_FILE).read_text())
     rebuilt.pop("sha256"), first.pop("sha256")  # the zip container holds its write time
     assert rebuilt == first
+
+
+def test_hub_start_builds_only_what_is_missing_and_survives_a_failed_build(
+    models, tmp_path, monkeypatch
+):
+    import shutil
+
+    from medai.catalog import publish
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(models, catalog / "models")
+    said: list[str] = []
+    assert publish.publish(catalog, None, said.append) == []  # all fresh: nothing trained
+    assert said == [] and "stroke-risk-boosting" in (catalog / "README.md").read_text()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver exploded")
+
+    shutil.rmtree(catalog / "models" / "stroke-risk-boosting")
+    monkeypatch.setattr(publish.reference, "build", broken)
+    assert publish.publish(catalog, None, said.append) == []
+    assert "stroke-risk-boosting not built (RuntimeError: solver exploded)" in said[0]
+    assert "medai models build" in said[0]
+    page = (catalog / "README.md").read_text()
+    assert "stroke-risk-logistic" in page and "stroke-risk-boosting" not in page

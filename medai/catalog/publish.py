@@ -59,11 +59,22 @@ def write_page(
 
 def publish(catalog: Path, course: Any = None, echo: Callable[[str], None] = print) -> list[str]:
     """Build the reference models that are missing or stale, then write the page; return the
-    names of the models built."""
+    names of the models built.
+
+    A hub still starts when a reference model cannot be built (the catalogue is not needed to
+    work on the labs): the reason is printed and the page lists the models that exist."""
     models = catalog / "models"
     todo = stale_reference_models(models)
     if todo:
-        reference.build(models, todo)
-        echo(f"  catalogue: built reference model(s) {', '.join(todo)}")
+        try:
+            reference.build(models, todo)
+        except Exception as exc:  # noqa: BLE001 - reported, and the hub starts without them
+            echo(
+                f"  catalogue: WARNING: reference model(s) {', '.join(todo)} not built "
+                f"({type(exc).__name__}: {exc}); `medai models build --state <state>` retries"
+            )
+            todo = []
+        else:
+            echo(f"  catalogue: built reference model(s) {', '.join(todo)}")
     write_page(catalog, course)
     return todo
