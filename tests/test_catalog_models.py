@@ -229,14 +229,15 @@ def test_models_cli_builds_lists_and_shows_cards(tmp_path):
     state = tmp_path / "state"
     res = runner.invoke(app, ["models", "list", "--state", str(state)])
     assert res.exit_code == 0 and "medai models build" in res.stdout
-    res = runner.invoke(
-        app, ["models", "build", "--state", str(state), "--name", "stroke-risk-logistic"]
-    )
+    res = runner.invoke(app, ["models", "build", "--state", str(state)])
     assert res.exit_code == 0, res.output
+    assert "built 2 model(s)" in res.stdout
     page = state / "catalog" / "README.md"
     assert "stroke-risk-logistic" in page.read_text()
     res = runner.invoke(app, ["models", "list", "--state", str(state)])
-    header, row = res.stdout.splitlines()
+    header, *rows = res.stdout.splitlines()
+    assert [r.split()[0] for r in rows] == sorted(reference.recipe_names())
+    row = next(r for r in rows if r.startswith("stroke-risk-logistic"))
     card = get_card("stroke-risk-logistic", state / "catalog" / "models")
     assert row.split()[:4] == [
         "stroke-risk-logistic",

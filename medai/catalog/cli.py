@@ -145,7 +145,7 @@ def models_build(
     course = _load_course(config)
     t0 = time.monotonic()
     try:
-        built = reference.build(layout.models, list(name) or None)
+        built = reference.build(layout.models, list(name or []) or None)
     except ModelError as exc:
         raise _fail(str(exc)) from None
     page = write_page(layout.catalog, course)
