@@ -135,6 +135,9 @@ def test_without_the_sandbox_package_there_is_no_sandboxed_dataset(demo_config, 
 def test_bad_names_and_a_bad_course_file_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a catalogue name"):
         SandboxedDataset(name="../x", title="t", summary="s", mock_path="/data/x", policy="p")
+    for mock in ("data/x", "/data/../srv/private"):
+        with pytest.raises(ValueError, match="mock_path"):
+            SandboxedDataset(name="x", title="t", summary="s", mock_path=mock, policy="p")
     bad = tmp_path / "course.yaml"
     bad.write_text("course: {id: c1}\n")
     res = CliRunner().invoke(app, ["data", "list", "--config", str(bad)])

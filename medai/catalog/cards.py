@@ -169,6 +169,16 @@ class SandboxedDataset(_Card):
     def _name(cls, v: str) -> str:
         return check_name(v, "dataset name")
 
+    @field_validator("mock_path")
+    @classmethod
+    def _mock_path(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(
+                f"mock_path {v!r} must be an absolute path inside a trainee's server without "
+                "'..' (e.g. /data/<name>-mock)"
+            )
+        return v
+
 
 class DatasetEntry(_Card):
     """One line of the catalogue's dataset table (public or sandboxed)."""
