@@ -9,6 +9,7 @@ Verbs owned by other subpackages are registered from their own ``cli.py`` (each 
 - ``medai grade`` / ``medai grades ...`` :mod:`medai.autograder.cli`
 - ``medai site build|serve``             :mod:`medai.site.cli`
 - ``medai helm values|schema``           :mod:`medai.k8s.cli`
+- ``medai models list|show|build``       :mod:`medai.catalog.cli`
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ _PLUGINS = (
     "medai.autograder.cli",
     "medai.site.cli",
     "medai.k8s.cli",
+    "medai.catalog.cli",
 )
 for _mod in _PLUGINS:
     if (package_dir() / _mod.split(".")[1] / "cli.py").exists():

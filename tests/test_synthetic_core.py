@@ -188,7 +188,9 @@ runner = CliRunner()
 def test_cli_list_and_info():
     res = runner.invoke(app, ["data", "list"])
     assert res.exit_code == 0, res.stderr
-    names = [line.split()[0] for line in res.stdout.splitlines()]
+    header, *lines = res.stdout.splitlines()
+    assert header.split()[:2] == ["NAME", "KIND"]
+    names = [line.split()[0] for line in lines if line.split()[1] == "public"]
     assert names[:3] == ["ehr", "multisite", "survival"]
     assert set(core.available()) == set(names)
     res = runner.invoke(app, ["data", "info", "survival"])

@@ -5,7 +5,8 @@ Steps, each with a clear message when it cannot be done:
 1. check the tools (bubblewrap and user namespaces, configurable-http-proxy) and the port;
 2. lay out the state folder (kept across restarts: hub database, gradebook, homes, exchange);
 3. generate the course's datasets (once per name/size/seed/key), hidden splits keyed by the
-   deployment's data secret (``<state>/secrets/data.key``, made on the first start);
+   deployment's data secret (``<state>/secrets/data.key``, made on the first start), and
+   the course catalogue (``medai.catalog``: reference models once, its page at every start);
 4. set up the nbgrader course folder, the gradebook roster and release the labs
    (a lab that fails to release is reported and skipped; the others are served);
 5. write the hub settings and run JupyterHub (with configurable-http-proxy) until Ctrl-C.
@@ -286,6 +287,15 @@ def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
         say(f"  data: generated {ds.name} ({n} {spec.unit}) in {time.monotonic() - t0:.1f} s")
 
 
+def prepare_catalog(cfg: CourseConfig, layout: StateLayout, echo: Callable[[str], None]) -> None:
+    """The course catalogue trainees see read-only: reference models (built once, seconds) and
+    its page (:mod:`medai.catalog.publish`; a model that cannot be built is reported, and the
+    hub starts without it)."""
+    from medai.catalog.publish import publish
+
+    publish(layout.catalog, cfg, echo)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. course
 
@@ -555,6 +565,7 @@ def start_hub(
     layout = prepare_state(cfg, state)
     echo(quota.probe(layout.root).describe())
     prepare_data(cfg, layout)
+    prepare_catalog(cfg, layout, echo)
     report = prepare_course(cfg, layout, config_path.parent)
     # the formgrader reads its Jupyter configuration from the course folder
     set_secure_xsrf_cookie(layout.course_dir(cfg.course.id), tls is not None)

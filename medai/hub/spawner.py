@@ -30,9 +30,11 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, List, Unicode
 
 from medai.hub.layout import (
+    SANDBOX_CATALOG,
     SANDBOX_DATA,
     SANDBOX_EXCHANGE,
     SANDBOX_JUPYTER_CONFIG,
+    SANDBOX_MODELS,
     StateLayout,
     sandbox_home,
 )
@@ -158,6 +160,20 @@ def prepare_user(
         layout.user_feedback(course, user).mkdir(parents=True, exist_ok=True)
     write_identity(layout.sandbox_etc(user), user, sandbox_home(user))
     write_user_jupyter_config(layout, user, kernel_cull)
+    link_catalog(layout, user)
+
+
+CATALOG_LINK = "catalog"  # ~/catalog -> the read-only course catalogue, in the file browser
+
+
+def link_catalog(layout: StateLayout, user: str) -> None:
+    """Make the catalogue's folder (bound read-only) and put a link to it in the user's home,
+    so JupyterLab's file browser shows it. A file or folder of the user's own by that name is
+    left alone; a link they deleted comes back at the next start."""
+    layout.models.mkdir(parents=True, exist_ok=True)
+    link = layout.home(user) / CATALOG_LINK
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(SANDBOX_CATALOG)
 
 
 def sandbox_env(user: str, software: Software) -> dict[str, str]:
@@ -170,6 +186,7 @@ def sandbox_env(user: str, software: Software) -> dict[str, str]:
         "SHELL": "/bin/bash",
         "PATH": software.path_env,
         "MEDAI_DATA": SANDBOX_DATA,
+        "MEDAI_MODELS": SANDBOX_MODELS,  # medai.catalog.load_model reads the models here
         # Only generated, read-only configuration, never ~/.jupyter (extensions: see above).
         "JUPYTER_CONFIG_DIR": SANDBOX_JUPYTER_CONFIG,
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",

@@ -2,7 +2,7 @@
 
 | profile | sees (read-only unless marked rw) | network | limits |
 |---|---|---|---|
-| trainee server | own home (rw), own drop (rw), own feedback, released labs, public data, its generated Jupyter config | own namespace; its HTTP port in, the hub API out | the course profile's memory, CPU, processes |
+| trainee server | own home (rw), own drop (rw), own feedback, released labs, public data, the course catalogue and its models, its generated Jupyter config | own namespace; its HTTP port in, the hub API out | the course profile's memory, CPU, processes |
 | formgrader | the course folder (rw), the exchange (feedback and outbound rw), public data | own namespace; its HTTP port in, the hub API out | staff profile |
 | grading job | the job folder (submission + inputs), public data | none (loopback only) | the grading policy's |
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medai.hub.layout import (
+    SANDBOX_CATALOG,
     SANDBOX_COURSE_ROOT,
     SANDBOX_DATA,
     SANDBOX_EXCHANGE,
@@ -46,6 +47,9 @@ def trainee_server(
             Bind(str(layout.drop(course, user)), f"{inside}/inbound", writable=True),
             Bind(str(layout.user_feedback(course, user)), f"{inside}/feedback"),
         ]
+    # The course catalogue (medai.catalog): its page and the models, read-only. Only what the
+    # host publishes there (reference models, models the data sandbox released) is in it.
+    binds.append(Bind(str(layout.catalog), SANDBOX_CATALOG))
     return Profile(
         name="trainee-server",
         hostname="medai",

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART_DIR = REPO / "helm"
+from medai.paths import repo
+
+CHART_DIR = repo("helm")
 SCHEMA_YAML = CHART_DIR / "values.schema.yaml"
 SCHEMA_JSON = CHART_DIR / "values.schema.json"
-REFERENCE = REPO / "courses" / "kubernetes" / "helm-values.md"
+REFERENCE = repo("courses", "kubernetes", "helm-values.md")
 # Kubernetes releases the rendered objects are validated against (z2jh 4.4 supports >= 1.28)
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 

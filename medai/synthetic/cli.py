@@ -10,7 +10,6 @@ from medai.paths import DATA_ROOT
 from medai.synthetic.core import (
     GENERATOR_MODULES,
     DataError,
-    all_specs,
     card_path,
     check_request,
     fingerprint,
@@ -33,16 +32,17 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @data_app.command("list")
-def data_list() -> None:
-    """List the datasets: name, default size, formats and a one-line summary."""
-    try:
-        specs = all_specs()
-    except DataError as exc:  # pragma: no cover - a generator module failed to import
-        raise _fail(str(exc)) from None
-    width = max(len(s.name) for s in specs)
-    for s in specs:
-        size = f"{s.default_n:,} {s.unit}"
-        typer.echo(f"{s.name:<{width}}  {size:<18}  {'|'.join(s.formats):<12}  {s.summary}")
+def data_list(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Course file whose sandboxed datasets to list too (default: the demo course).",
+    ),
+) -> None:
+    """List the catalogue's datasets: public (synthetic) and sandboxed, with kind and access."""
+    from medai.catalog.cli import data_list_table  # the whole catalogue lives in medai.catalog
+
+    data_list_table(config)
 
 
 @data_app.command("info")
