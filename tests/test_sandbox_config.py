@@ -1,0 +1,100 @@
+"""The sandbox section of the course config, the private cohort and its mock twin."""
+
+from __future__ import annotations
+
+import secrets
+
+import pandas as pd
+import pytest
+
+from medai.config import ConfigError, parse_config
+from medai.sandbox import cohort, registry
+
+BASE = {
+    "course": {"id": "c1", "title": "C"},
+    "people": {"instructors": ["ann"], "trainees": ["bo"]},
+}
+
+
+def _cfg(sandbox: dict):
+    return parse_config({**BASE, "sandbox": sandbox})
+
+
+def test_defaults_and_registry():
+    cfg = _cfg({"datasets": [{"name": "cohort", "title": "Cohort", "owner": "ann"}]})
+    (d,) = registry.sandboxed_datasets(cfg)
+    assert d.name == "cohort" and d.owner == "ann"
+    assert d.mock_path == "sandbox-mock/cohort/mock.csv"
+    assert d.policy["min_cell"] == 10 and d.policy["rounding_base"] == 5
+    assert "no row-level output" in d.policy_summary
+    assert [c["name"] for c in d.schema] == cohort.COLUMNS
+    assert "`patient_id`" in d.card and "mock.csv" in d.card
+    assert registry.sandboxed_datasets(parse_config(BASE)) == []
+
+
+@pytest.mark.parametrize(
+    "sandbox, key, words",
+    [
+        (
+            {"datasets": [{"name": "c", "title": "C", "owner": "zed"}]},
+            "sandbox.datasets[0].owner",
+            "not a course user",
+        ),
+        (
+            {"datasets": [{"name": "c", "title": "C", "owner": "bo"}]},
+            "sandbox.datasets[0].owner",
+            "is a trainee",
+        ),
+        (
+            {"datasets": [{"name": "c", "title": "C", "owner": "ann", "policy": {"min_cell": 0}}]},
+            "sandbox.datasets.0.policy.min_cell",
+            "greater than or equal",
+        ),
+        (
+            {
+                "datasets": [
+                    {"name": "c", "title": "C", "owner": "ann", "policy": {"outputs": ["rows"]}}
+                ]
+            },
+            "sandbox.datasets.0.policy.outputs",
+            "table",
+        ),
+    ],
+)
+def test_bad_sandbox_config_names_key(sandbox, key, words):
+    with pytest.raises(ConfigError) as exc:
+        _cfg(sandbox)
+    keys = [k for k, _ in exc.value.problems]
+    assert any(
+        k.replace("[", ".").replace("]", "").startswith(key.replace("[", ".").replace("]", ""))
+        for k in keys
+    ), exc.value.problems
+    assert words in str(exc.value)
+
+
+def test_private_cohort_is_keyed_by_the_secret_and_the_mock_is_public():
+    a, b = secrets.token_bytes(32), secrets.token_bytes(32)
+    pa, pa2, pb = (cohort.private_cohort(s, 300) for s in (a, a, b))
+    pd.testing.assert_frame_equal(pa, pa2)  # same key, same data
+    assert not pa["sbp"].equals(pb["sbp"])  # another deployment, other patients
+    mock = cohort.mock_cohort(20261202, 300)
+    assert list(mock.columns) == list(pa.columns) == cohort.COLUMNS
+    assert not set(mock["patient_id"]) & set(pa["patient_id"])
+    # canaries are in the private data only, and nowhere in the mock
+    for c in cohort.canaries(a):
+        row = pa[pa["patient_id"] == c.patient_id]
+        assert len(row) == 1 and int(row["sbp"].iloc[0]) == c.sbp
+        assert c.marker in row["note"].iloc[0]
+        assert c.patient_id not in mock.to_csv() and c.marker not in mock.to_csv()
+
+
+def test_prepare_writes_private_data_out_of_public_reach(tmp_path):
+    cfg = _cfg({"datasets": [{"name": "cohort", "title": "Cohort", "owner": "ann", "n": 100}]})
+    lay = registry.SandboxLayout(tmp_path)
+    registry.prepare(lay, cfg.sandbox.datasets[0], secrets.token_bytes(32))
+    assert (lay.private_file("cohort").stat().st_mode & 0o077) == 0
+    assert (lay.root.stat().st_mode & 0o077) == 0
+    assert (tmp_path / "data") not in lay.private_file("cohort").parents
+    mock = pd.read_csv(lay.mock_dir("cohort") / "mock.csv")
+    assert list(mock.columns) == cohort.COLUMNS
+    assert (lay.mock_dir("cohort") / "card.md").read_text().startswith("# Cohort")
