@@ -81,7 +81,7 @@ def _draw(rng: np.random.Generator, n: int, id_prefix: str) -> pd.DataFrame:
     hba1c = np.round(np.clip(rng.normal(5.6 + 0.04 * (bmi - 25), 0.8, n), 4.0, 13.0), 1)
     diabetes = (hba1c >= 6.5).astype(int)
     logit = (
-        -6.2
+        -3.6
         + 0.055 * (age - 50)
         + 0.028 * (sbp - 130)
         + 0.7 * diabetes
