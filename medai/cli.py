@@ -8,6 +8,7 @@ Verbs owned by other subpackages are registered from their own ``cli.py`` (each 
 - ``medai data ...``                     :mod:`medai.synthetic.cli`
 - ``medai grade`` / ``medai grades ...`` :mod:`medai.autograder.cli`
 - ``medai site build|serve``             :mod:`medai.site.cli`
+- ``medai sandbox verify-log``           :mod:`medai.sandbox.cli`
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def config_docs(
 
 # Subpackages that add verbs. A module that is not there yet is skipped; one that is there but
 # fails to import raises, so a broken verb is never silently missing.
-_PLUGINS = ("medai.hub.cli", "medai.synthetic.cli", "medai.autograder.cli", "medai.site.cli")
+_PLUGINS = (
+    "medai.hub.cli",
+    "medai.synthetic.cli",
+    "medai.autograder.cli",
+    "medai.site.cli",
+    "medai.sandbox.cli",
+)
 for _mod in _PLUGINS:
     _pkg_dir = Path(__file__).parent / _mod.split(".")[1]
     if (_pkg_dir / "cli.py").exists():
