@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from medai.config import CourseConfig, SandboxDataset, load_config
+from medai.config import CourseConfig, SandboxDataset, load_config, parse_config
 from medai.sandbox import registry
 from medai.sandbox.audit import AuditLog
 from medai.sandbox.disclosure import Checker, Decision
@@ -556,7 +556,8 @@ def make_app(sandbox: Sandbox, prefix: str, service: str = SERVICE):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="The medai-sandbox service (run by JupyterHub).")
     ap.add_argument("--state", required=True, type=Path, help="the hub's state folder")
-    ap.add_argument("--config", required=True, type=Path, help="the course configuration")
+    ap.add_argument("--config", type=Path, help="the course configuration file")
+    ap.add_argument("--course-json", help="the course configuration as JSON (from the hub)")
     ap.add_argument("--bwrap", default=None, help="bubblewrap executable")
     ap.add_argument("--workers", type=int, default=2, help="jobs in parallel")
     a = ap.parse_args(argv)
@@ -571,7 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tornado import ioloop
 
-    sandbox = Sandbox(load_config(a.config), a.state, workers=a.workers, bwrap=a.bwrap)
+    if a.course_json:
+        cfg = parse_config(json.loads(a.course_json), "--course-json")
+    elif a.config:
+        cfg = load_config(a.config)
+    else:
+        ap.error("give --config or --course-json")
+    sandbox = Sandbox(cfg, a.state, workers=a.workers, bwrap=a.bwrap)
     prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     make_app(sandbox, prefix, os.environ.get("JUPYTERHUB_SERVICE_NAME", SERVICE)).listen(
