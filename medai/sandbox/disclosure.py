@@ -233,9 +233,16 @@ class Checker:
             masks[tuple(_label(k) for k in key)] = _mask(self.n, rows[idx])
         cells = []
         released = [_mask(self.n, rows)]
-        flat = table.stack(future_stack=True) if isinstance(table, pd.DataFrame) else table
-        for key, v in flat.items():
-            key = key if isinstance(key, tuple) else (key,)
+        if table.empty or table.columns.duplicated().any() or table.index.duplicated().any():
+            # ACRO returns an empty (or oddly shaped) table when it suppresses every cell
+            return _refuse("threshold", "every cell is below the threshold: nothing to release")
+        flat = []
+        for i, ikey in enumerate(table.index):
+            for j, ckey in enumerate(table.columns):
+                ik = ikey if isinstance(ikey, tuple) else (ikey,)
+                ck = ckey if isinstance(ckey, tuple) else (ckey,)
+                flat.append(((*ik, *ck), table.iat[i, j]))
+        for key, v in flat:
             key = tuple(_label(k) for k in key if k != "__all__")
             if v is None or (isinstance(v, float) and not math.isfinite(v)):
                 out = None
