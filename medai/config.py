@@ -282,7 +282,7 @@ class Sandbox(_Strict):
         default_factory=list, description="Sandboxed datasets; none: no sandbox service."
     )
     timing_quantum_s: float = Field(
-        default=1.0,
+        default=0.5,
         ge=0,
         le=60,
         description="A job's result becomes visible only at a whole multiple of this many "

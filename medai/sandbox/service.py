@@ -84,6 +84,8 @@ class Sandbox:
         self.quantum = cfg.sandbox.timing_quantum_s
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        # the checkers' libraries take seconds to import: load them now, not on the first job
+        threading.Thread(target=_warm_up, daemon=True).start()
 
     def _dataset(self, name: str) -> SandboxDataset:
         if name not in self.datasets:
@@ -326,6 +328,16 @@ class Sandbox:
         self.store.reset_budget(user, name)
         self.audit.append("budget-reset", by=by, user=user, dataset=name)
         return {"user": user, "dataset": name, "epsilon_left": self._budget_left(user, name)}
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for mod in ("acro", "opendp.prelude", "sacroml.attacks.worst_case_attack"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
