@@ -66,7 +66,7 @@ def assert_clean(sb: Sandbox, *views) -> None:
     text = json.dumps(views)
     for s in secrets_of(sb):
         assert s not in text, f"{s!r} leaked in {text[:300]}"
-    assert not re.search(r"\bP\d{8}\b", text), text[:300]
+    assert not re.search(r"P\d{8}", text), text[:300]
     assert "Traceback" not in text
 
 
@@ -103,7 +103,7 @@ def test_a_safe_model_is_released_and_is_the_services_own_refit(sb):
     "code, rule",
     [
         # raw rows, a column, a slice
-        ("def f(df):\n    return df", None),
+        ("def f(df):\n    return df", "not-an-output"),
         (
             "def f(df):\n    return {'kind': 'table', 'frame': df, 'by': ['patient_id']}",
             "identifier-column",
@@ -135,11 +135,14 @@ def test_a_safe_model_is_released_and_is_the_services_own_refit(sb):
         ),
         # a value encoded in the exception message or in printed output
         (
-            "def f(df):\n    print(df.to_string())\n    raise ValueError(df.patient_id.iloc[0] + str(df.bmi.max()))",
+            "def f(df):\n    print(df.to_string())\n    raise ValueError(df.loc[df.age.idxmax(), 'patient_id'] + str(df.bmi.max()))",
             "error",
         ),
         # a value encoded in the exception's class name
-        ("def f(df):\n    raise type('E' + df.patient_id.iloc[0], (Exception,), {})()", "error"),
+        (
+            "def f(df):\n    raise type('E' + df.loc[df.age.idxmax(), 'patient_id'], (Exception,), {})()",
+            "error",
+        ),
         # the network
         (
             "import socket\ndef f(df):\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    return out.table(df, by=['sex'])",
@@ -262,3 +265,49 @@ def test_audit_log_records_everything_and_verifies(sb):
     assert {"access-request", "access-decision", "submit", "decision", "review"} <= events
     ok, msg = verify(sb.layout.audit_log)
     assert ok, msg
+
+
+@pytest.mark.parametrize(
+    "code, status_rule",
+    [
+        ("import os\ndef f(df):\n    os._exit(3)", "crashed"),
+        ("def f(df):\n    return 42", "not-an-output"),  # not an output request
+        ("def f(df):\n    return out.table(df, by=['sex'], stat='mode')", "statistic"),
+        ("def f(df)\n    pass", "error"),  # a syntax error
+        ("import ctypes\ndef f(df):\n    ctypes.string_at(0)", "crashed"),  # a segfault
+    ],
+)
+def test_bad_jobs_get_a_clear_status_and_the_service_keeps_serving(sb, code, status_rule):
+    v = run(sb, code, user="cy")
+    assert v["status"] == "refused" and v["rule"] == status_rule, v
+    assert_clean(sb, v)
+    assert run(sb, "def f(df):\n    return out.table(df, by=['smoking'])")["status"] == "released"
+
+
+def test_malformed_requests_are_refused_with_a_reason(sb):
+    for code, fn, words in [
+        (None, "f", "code must be text"),
+        ("x" * 70_000, "f", "at most"),
+        ("def f(df): pass", "not a name", "function must be"),
+    ]:
+        with pytest.raises(SandboxError) as exc:
+            sb.submit("bo", "cohort", code, fn)
+        assert exc.value.status == 400 and words in str(exc.value)
+    with pytest.raises(SandboxError) as exc:
+        sb.request_access("bo", "cohort", "x")
+    assert exc.value.status == 400 and "purpose" in str(exc.value)
+
+
+def test_instructor_sees_usage_and_resets_a_budget(sb):
+    v = run(sb, "def f(df):\n    return out.dp_mean(df, 'sbp', 80, 220, epsilon=1.0)", user="cy")
+    assert v["status"] == "released" and 80 <= v["output"]["value"] <= 220
+    usage = {(u["user"], u["dataset"]): u for u in sb.usage()}
+    assert usage[("cy", "cohort")]["epsilon_spent"] >= 1.0
+    left = usage[("cy", "cohort")]["epsilon_left"]
+    if left < 1.0:  # spent: the next DP query is refused by the budget rule
+        assert (
+            run(sb, "def f(df):\n    return out.dp_count(df, epsilon=1.5)", user="cy")["rule"]
+            == "budget"
+        )
+    assert sb.reset_budget("ann", "cy", "cohort")["epsilon_left"] == 2.0
+    assert "budget-reset" in {e["event"] for e in sb.audit.entries()}

@@ -15,6 +15,10 @@ import os
 import sys
 
 
+class NotAnOutput(Exception):
+    """The function returned something other than a :mod:`medai.sandbox.outputs` request."""
+
+
 def _emit(fd: int, record: dict) -> None:
     os.write(fd, (json.dumps(record, allow_nan=False, default=str) + "\n").encode())
 
@@ -50,8 +54,7 @@ def main(job: str) -> int:
         exec(compile(spec["code"], "<analysis>", "exec"), namespace)
         req = namespace[spec["function"]](df)
         if not isinstance(req, dict) or "kind" not in req or "frame" not in req:
-            _emit(fd, {"type": "error", "exc": "NotAnOutput"})
-            return 0
+            raise NotAnOutput
         frame = req.pop("frame")
         cols = [c for c in _columns(req) if c in frame.columns]
         sub = frame[cols]

@@ -191,6 +191,13 @@ class Sandbox:
                         self.store.add_subsets(user, name, dec.subsets)
                         if dec.epsilon:
                             self.store.spend(user, name, dec.epsilon)
+            elif outcome.error == "NotAnOutput":
+                dec = Decision(
+                    "refused",
+                    "not-an-output",
+                    "the function must return an output of medai.sandbox.outputs "
+                    "(out.table, out.regression, out.dp_count, out.dp_mean, out.model)",
+                )
             elif outcome.status == "error":
                 dec = Decision(
                     "refused",
