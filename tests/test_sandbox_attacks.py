@@ -311,3 +311,16 @@ def test_instructor_sees_usage_and_resets_a_budget(sb):
         )
     assert sb.reset_budget("ann", "cy", "cohort")["epsilon_left"] == 2.0
     assert "budget-reset" in {e["event"] for e in sb.audit.entries()}
+
+
+def test_grouping_by_a_column_does_not_reveal_rare_values_in_suppressed_labels(sb):
+    # a frequency table of exact BMI values: the canaries' BMIs (two decimals, nobody else's)
+    # form cells of one patient; they are suppressed, and their labels must go with them
+    v = run(sb, "def f(df):\n    return out.table(df, by=['bmi'])", user="bo")
+    assert v["status"] in ("released", "refused"), v
+    assert_clean(sb, v)
+    code = "def f(df):\n    return out.table(df[df.age >= 62], by=['age'])"
+    v = run(sb, code, user="bo")
+    assert v["status"] == "released", v
+    labels = [c["group"][0] for c in v["output"]["cells"]]
+    assert labels and all(x <= 95 for x in labels), labels  # canaries are 97 to 104

@@ -242,8 +242,19 @@ class Checker:
                 ik = ikey if isinstance(ikey, tuple) else (ikey,)
                 ck = ckey if isinstance(ckey, tuple) else (ckey,)
                 flat.append(((*ik, *ck), table.iat[i, j]))
+        # labels of a suppressed cell are public only when every group column is a category
+        # (its values are the schema's vocabulary); an exact value or a derived label of a
+        # suppressed cell would say that some patient has it, so such cells are left out
+        public_labels = all(b in self.category for b in by)
+        hidden = 0
         for key, v in flat:
+            if any(isinstance(k, float) and not math.isfinite(k) for k in key):
+                continue  # pandas' missing-value group: no patient's value
             key = tuple(_label(k) for k in key if k != "__all__")
+            gone = v is None or (isinstance(v, float) and not math.isfinite(v))
+            if gone and not public_labels:
+                hidden += 1
+                continue
             if v is None or (isinstance(v, float) and not math.isfinite(v)):
                 out = None
             elif stat == "count":
@@ -262,8 +273,8 @@ class Checker:
                         f"a cell differs from rows of an earlier release by fewer than "
                         f"{p.min_cell} patients (a differencing attack)",
                     )
-        suppressed = sum(c["value"] is None for c in cells)
-        if cells and suppressed == len(cells):
+        suppressed = sum(c["value"] is None for c in cells) + hidden
+        if not cells or all(c["value"] is None for c in cells):
             return _refuse("threshold", "every cell is below the threshold: nothing to release")
         output = {
             "kind": "table",
@@ -543,9 +554,15 @@ def _acro_status(session) -> tuple[str, set[str]]:
 def _acro_table(frame, by, value, stat, policy):
     """The table computed by ACRO (suppressed cells as NaN), its status and check names."""
     session = _acro(policy)
-    index = [frame[b].astype(object) for b in (by[:-1] if len(by) > 1 else by)]
+    # ACRO 1.0.2 misaligns groups of a filtered frame's index, and of integer groups crossed
+    # with a text column: give it a fresh index and every group column as text, then map the
+    # labels back to their values
+    frame = frame.reset_index(drop=True)
+    back = {b: {str(v): v for v in frame[b].unique()} for b in by}
+    text = {b: frame[b].map(str).rename(b) for b in by}
+    index = [text[b] for b in (by[:-1] if len(by) > 1 else by)]
     col = (
-        [frame[by[-1]].astype(object)]
+        [text[by[-1]]]
         if len(by) > 1
         else [pd.Series(["__all__"] * len(frame), name="__all__", index=frame.index)]
     )
@@ -559,7 +576,21 @@ def _acro_table(frame, by, value, stat, policy):
         except Exception:  # noqa: BLE001 - an ACRO failure holds the output
             return None, "fail", set()
     status, reasons = _acro_status(session)
-    return table.astype(float), status, reasons
+    table = table.astype(float)
+
+    def restore(labels, names):
+        out = []
+        for key in labels:
+            key = key if isinstance(key, tuple) else (key,)
+            vals = tuple(
+                back[n].get(k, k) if n in back else k for n, k in zip(names, key, strict=False)
+            )
+            out.append(vals if len(vals) > 1 else vals[0])
+        return pd.MultiIndex.from_tuples(out) if out and isinstance(out[0], tuple) else out
+
+    table.index = restore(table.index, list(table.index.names))
+    table.columns = restore(table.columns, list(table.columns.names))
+    return table, status, reasons
 
 
 def _acro_regression(frame, y, x, family, policy):
