@@ -128,6 +128,13 @@ def test_a_safe_model_is_released_and_is_the_services_own_refit(sb):
             "def f(df):\n    d = df.copy(); d['g'] = str(df.bmi.max())\n    return out.table(d, by=['g'])",
             "group-labels",
         ),
+        # a derived code computed from a patient's value, the same for every row: one big
+        # group whose label is the secret
+        (
+            "def f(df):\n    d = df.copy(); d['g'] = int(df.bmi.max()) % 21\n"
+            "    return out.table(d, by=['g', 'sex'])",
+            "group-labels",
+        ),
         # minima and maxima
         (
             "def f(df):\n    return out.table(df, by=['sex'], value='age', stat='max')",

@@ -39,7 +39,6 @@ from medai.sandbox import cohort
 from medai.sandbox.outputs import ROW, STATS
 
 DERIVED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
-SMALL_CODES = range(0, 21)  # integer group codes a derived column may use (e.g. pd.cut labels)
 HOLDOUT_SHARE = 0.2  # a model's non-members: at least this share of the rows left out
 # ACRO checks whose failing cells its suppression already handles; PresenceOfLinkedTableCheck
 # asks for a manual differencing review, which the differencing rule here does on every release
@@ -68,15 +67,15 @@ def _refuse(rule: str, message: str) -> Decision:
     return Decision("refused", rule, message)
 
 
-def code_strings(code: str) -> set[str]:
-    """String literals and names in the submitted code (fixed before it saw the data)."""
+def code_strings(code: str) -> set[str | int]:
+    """String and integer literals and names in the submitted code (fixed before it saw the data)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return set()
     out: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, int)):
             out.add(node.value)
         elif isinstance(node, ast.Name):
             out.add(node.id)
@@ -209,11 +208,13 @@ class Checker:
             if b in self.roles and b not in self.category and b not in self.numeric:
                 return _refuse("identifier-column", "group by categories, not identifiers")
             if b not in self.roles:
-                ok = frame[b].map(lambda v: _small_code(v) or (isinstance(v, str) and v in code))
+                ok = frame[b].map(lambda v: _code_label(v, code))
                 if not ok.all():
                     return _refuse(
                         "group-labels",
-                        "a derived group column holds codes 0-20, booleans, or labels written "
+                        "a derived group column holds booleans, or labels (text or whole "
+                        "numbers) written literally in your code, e.g. "
+                        "pd.cut(df.age, [0, 65, 200], labels=['<65', '65+'])"
                         "in your code",
                     )
         rows = frame[ROW].to_numpy()
@@ -504,8 +505,12 @@ def _same(real: np.ndarray, given: pd.Series) -> bool:
         return False
 
 
-def _small_code(v) -> bool:
-    return isinstance(v, bool) or (isinstance(v, int) and v in SMALL_CODES)
+def _code_label(v, code: set) -> bool:
+    """A derived group label carries nothing of the data if it is a boolean or a literal of
+    the code (fixed before the code ran); any other value could have been computed from it."""
+    if isinstance(v, bool):
+        return True
+    return isinstance(v, (str, int)) and v in code
 
 
 def _label(v):
