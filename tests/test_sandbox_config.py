@@ -98,3 +98,18 @@ def test_prepare_writes_private_data_out_of_public_reach(tmp_path):
     mock = pd.read_csv(lay.mock_dir("cohort") / "mock.csv")
     assert list(mock.columns) == cohort.COLUMNS
     assert (lay.mock_dir("cohort") / "card.md").read_text().startswith("# Cohort")
+
+
+def test_data_job_profile_binds_only_the_job_and_one_dataset(tmp_path):
+    from medai.isolation import bwrap, profiles
+    from medai.sandbox.jobs import job_limits
+
+    prof = profiles.data_job(
+        tmp_path / "job", tmp_path / "private", bwrap.Software.detect(), job_limits(30), {}
+    )
+    assert prof.network == "none" and prof.clear_env
+    assert [(b.inside, b.writable) for b in prof.binds] == [("/job", False), ("/private", False)]
+    argv = bwrap.argv(prof)
+    assert "--unshare-all" in argv and "--clearenv" in argv
+    assert str(tmp_path / "private") in argv and "/data" not in argv
+    assert not any(str(tmp_path.parent) in a and "datasandbox" in a for a in argv)
