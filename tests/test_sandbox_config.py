@@ -113,3 +113,38 @@ def test_data_job_profile_binds_only_the_job_and_one_dataset(tmp_path):
     assert "--unshare-all" in argv and "--clearenv" in argv
     assert str(tmp_path / "private") in argv and "/data" not in argv
     assert not any(str(tmp_path.parent) in a and "datasandbox" in a for a in argv)
+
+
+def test_hub_settings_register_the_service_its_scopes_and_roles(demo_config, tmp_path):
+    from medai.hub.hubconfig import Ports, build_hub_settings
+    from medai.hub.layout import StateLayout
+    from medai.isolation.bwrap import Software
+
+    def build(sandbox_port: int):
+        return build_hub_settings(
+            demo_config,
+            StateLayout(tmp_path),
+            ip="127.0.0.1",
+            ports=Ports(8000, 8081, 8001, 9000, 9001, 0, sandbox_port),
+            proxy_command=["chp"],
+            software=Software(paths=("/opt/py",), path_env="/usr/bin"),
+        )
+
+    hub = build(9100)
+    (svc,) = [s for s in hub["JupyterHub"]["services"] if s["name"] == "medai-sandbox"]
+    assert svc["url"] == "http://127.0.0.1:9100"
+    assert svc["command"][:3][1:] == ["-m", "medai.sandbox.service"]
+    assert set(svc["oauth_client_allowed_scopes"]) == set(hub["JupyterHub"]["custom_scopes"])
+    roles = {r["name"]: r for r in hub["JupyterHub"]["load_roles"]}
+    assert roles["medai101-sandbox-owners"]["users"] == ["instructor"]
+    assert "trainee1" in roles["medai101-sandbox-users"]["users"]
+    assert roles["medai101-sandbox-usage"]["users"] == ["instructor"]
+    assert roles["medai101-sandbox-service"]["scopes"] == []
+    # trainees' servers: their token may call the service, its port is forwarded out
+    assert "custom:medai-sandbox:submit" in hub["Spawner"]["server_token_scopes"]
+    assert hub["BwrapSpawner"]["sandbox_port"] == 9100
+    # without a port (or without sandboxed datasets) nothing of it is there
+    off = build(0)
+    assert not [s for s in off["JupyterHub"]["services"] if s["name"] == "medai-sandbox"]
+    assert "server_token_scopes" not in off["Spawner"]
+    assert "custom_scopes" not in off["JupyterHub"]
