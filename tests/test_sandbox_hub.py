@@ -112,6 +112,31 @@ def test_trainee_uses_the_client_and_gets_released_refused_and_held(running_hub,
     text = json.dumps(out)
     for s in secrets_of(running_hub):
         assert s not in text
+    # another trainee, with a token that may submit, cannot read alice's results
+    bob = HubUser(running_hub.url, "bob", running_hub.passwords["bob"])
+    r = bob.hub_api(
+        "POST",
+        "/users/bob/tokens",
+        json={"scopes": [f"access:services!service={SERVICE}", f"custom:{SERVICE}:submit"]},
+    )
+    r.raise_for_status()
+    with httpx.Client(
+        base_url=running_hub.service_url(SERVICE),
+        transport=LoopbackTransport(bob.origins),
+        headers={"Authorization": f"token {r.json()['token']}"},
+    ) as api:
+        assert api.get("/api/datasets").status_code == 200
+        for res in out:
+            assert api.get(f"/api/jobs/{res['raw']['job']}").status_code == 404
+        assert api.get("/api/review").status_code == 403
+        # and a request without a token is refused, never redirected to a login page
+        assert (
+            httpx.Client(transport=LoopbackTransport(bob.origins))
+            .get(running_hub.service_url(SERVICE) + "/api/datasets")
+            .status_code
+            == 403
+        )
+    bob.close()
 
 
 def test_trainee_cannot_reach_private_data_or_owner_api(running_hub, alice, owner_api):
