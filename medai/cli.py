@@ -10,6 +10,7 @@ Verbs owned by other subpackages are registered from their own ``cli.py`` (each 
 - ``medai site build|serve``             :mod:`medai.site.cli`
 - ``medai helm values|schema``           :mod:`medai.k8s.cli`
 - ``medai models list|show|build``       :mod:`medai.catalog.cli`
+- ``medai sandbox verify-log``           :mod:`medai.sandbox.cli`
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ _PLUGINS = (
     "medai.site.cli",
     "medai.k8s.cli",
     "medai.catalog.cli",
+    "medai.sandbox.cli",
 )
 for _mod in _PLUGINS:
     if (package_dir() / _mod.split(".")[1] / "cli.py").exists():

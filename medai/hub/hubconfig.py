@@ -56,6 +56,7 @@ class Ports:
     formgrader: int  # the course's formgrader service, loopback only
     grading: int  # the trusted grading service, loopback only
     classes: int = 0  # the class-session service (medai.hub.classes), loopback only; 0: none
+    sandbox: int = 0  # the data-sandbox service (medai.sandbox.service), loopback only; 0: none
 
 
 # The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
@@ -215,12 +216,15 @@ def build_hub_settings(
             "authenticator_class": "medai.hub.auth.MedaiAuthenticator",
             "spawner_class": "medai.hub.spawner.BwrapSpawner",
             "load_groups": roles.hub_groups(cfg),
-            "load_roles": roles.hub_roles(cfg) + class_roles(cfg, ports, class_cli_token),
+            "load_roles": roles.hub_roles(cfg)
+            + class_roles(cfg, ports, class_cli_token)
+            + (roles.sandbox_roles(cfg) if _sandbox_on(cfg, ports) else []),
             "services": [
                 formgrader,
                 receipts,
                 grading,
                 *class_services(cfg, layout, ports, class_cli_token),
+                *sandbox_services(cfg, layout, ports, bwrap),
             ],
             "cleanup_servers": True,
             "log_level": log_level,
@@ -271,9 +275,52 @@ def build_hub_settings(
             "kernel_cull_connected": cfg.servers.cull_connected_kernels,
         },
     }
+    if _sandbox_on(cfg, ports):
+        settings["JupyterHub"]["custom_scopes"] = roles.sandbox_custom_scopes()
+        # a trainee's server token may call the sandbox service (the notebook client), on top
+        # of the default `server` role's scopes; JupyterHub grants only what the user holds
+        settings["Spawner"]["server_token_scopes"] = [
+            "users:activity!user",
+            "access:servers!server",
+            *roles.sandbox_user_scopes(),
+        ]
+        settings["BwrapSpawner"]["sandbox_port"] = ports.sandbox
     if tls is not None:
         _add_tls(settings, tls)
     return settings
+
+
+def _sandbox_on(cfg: CourseConfig, ports: Ports) -> bool:
+    return bool(cfg.sandbox.datasets) and bool(ports.sandbox)
+
+
+def sandbox_services(cfg: CourseConfig, layout: StateLayout, ports: Ports, bwrap: str) -> list:
+    """The data-sandbox service (medai.sandbox.service), on the host like the grading service:
+    it alone reads the private data; its jobs run in the data-job sandbox."""
+    if not _sandbox_on(cfg, ports):
+        return []
+    return [
+        {
+            "name": roles.SANDBOX_SERVICE,
+            "display": True,
+            "url": f"http://127.0.0.1:{ports.sandbox}",
+            "oauth_no_confirm": True,
+            # a browser login may carry the sandbox's own scopes (only those the user holds:
+            # the review page needs the data owner's)
+            "oauth_client_allowed_scopes": sorted(roles.sandbox_custom_scopes()),
+            "command": [
+                sys.executable,
+                "-m",
+                "medai.sandbox.service",
+                "--state",
+                str(layout.root),
+                "--course-json",
+                cfg.model_dump_json(),
+                "--bwrap",
+                bwrap,
+            ],
+        }
+    ]
 
 
 def idle_server_seconds(cfg: CourseConfig) -> int:

@@ -160,7 +160,7 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 5:
+    while len(picks) < 6:
         p = free_port()
         if p not in taken:
             taken.add(p)
@@ -172,6 +172,7 @@ def choose_ports(ip: str, port: int) -> Ports:
         formgrader=picks[2],
         grading=picks[3],
         classes=picks[4],
+        sandbox=picks[5],
     )
 
 

@@ -220,6 +220,12 @@ class BwrapSpawner(LocalProcessSpawner):
     path_env = Unicode(config=True, help="PATH inside the sandbox.")
     bwrap = Unicode("bwrap", config=True, help="The bubblewrap executable.")
     max_processes = Integer(512, config=True, help="Process limit of the server's cgroup.")
+    sandbox_port = Integer(
+        0,
+        config=True,
+        help="Host loopback port of the data-sandbox service (medai.sandbox.service), forwarded "
+        "out of the server's network like the hub's API; 0: none.",
+    )
     secure_cookies = Bool(
         False, config=True, help="The hub is served over HTTPS: mark the server's cookies Secure."
     )
@@ -283,7 +289,12 @@ class BwrapSpawner(LocalProcessSpawner):
         # ones (its API token among them). Nothing else of the hub's environment goes in.
         keep = set(sandbox_env(self.user.name, self.software))
         keep |= {"MEM_LIMIT", "CPU_LIMIT", "MEM_GUARANTEE", "CPU_GUARANTEE"}
-        return {k: v for k, v in env.items() if k in keep or k.startswith("JUPYTERHUB_")}
+        env = {k: v for k, v in env.items() if k in keep or k.startswith("JUPYTERHUB_")}
+        if self.sandbox_port:  # the notebook client (medai.sandbox.client) finds it here
+            env["MEDAI_SANDBOX_URL"] = (
+                f"http://127.0.0.1:{self.sandbox_port}/services/medai-sandbox"
+            )
+        return env
 
     def _hub_port(self) -> int:
         return urlparse(self.hub.api_url).port or 80
@@ -366,7 +377,7 @@ class BwrapSpawner(LocalProcessSpawner):
             argv(profile, self.bwrap),
             list(self.server_cmd),
             forward=self.port,
-            outbound=[self._hub_port()],
+            outbound=[self._hub_port(), *([self.sandbox_port] if self.sandbox_port else [])],
         )
         cmd = [*self.cmd, *self.get_args()]
         log_dir = self.layout.hub / "logs"
