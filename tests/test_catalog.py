@@ -38,8 +38,12 @@ def test_every_public_dataset_is_listed_with_its_card():
 
 
 def test_a_course_says_which_datasets_its_trainees_read_in_place(demo_config):
-    where = {e.name: e.location for e in all_datasets(demo_config)}
+    entries = all_datasets(demo_config)
+    where = {e.name: e.location for e in entries if e.kind == "public"}
     prepared = {d.name for d in demo_config.datasets}
+    # the demo's sandboxed cohort: its mock twin, in the public data every server mounts
+    sandboxed = {e.name: e.location for e in entries if e.kind == "sandboxed"}
+    assert sandboxed == {"cohort": "/data/sandbox-mock/cohort/mock.csv"}
     for name, location in where.items():
         if name in prepared:
             assert location == f"$MEDAI_DATA/{name}"

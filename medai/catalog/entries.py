@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medai.catalog.cards import DatasetEntry, ModelCard, SandboxedDataset
+from medai.catalog.cards import Column, DatasetEntry, ModelCard, SandboxedDataset
 from medai.catalog.models import list_models
 
 SANDBOX_REGISTRY = "medai.sandbox.registry"
@@ -68,12 +68,34 @@ def sandboxed_datasets(course: Any) -> list[SandboxedDataset]:
         if exc.name not in ("medai.sandbox", SANDBOX_REGISTRY):
             raise  # the registry is there but one of its imports is missing: a real bug
         return []
-    return [
-        e
-        if isinstance(e, SandboxedDataset)
-        else SandboxedDataset.model_validate(e, from_attributes=True)
-        for e in registry.sandboxed_datasets(course)
-    ]
+    return [_from_registry(e) for e in registry.sandboxed_datasets(course)]
+
+
+def _from_registry(e: Any) -> SandboxedDataset:
+    """The sandbox registry's own entry (:class:`medai.sandbox.registry.SandboxedDataset`: a
+    schema of dicts, a mock path relative to the public data, the policy as data and in a
+    sentence) as the catalogue's card; an entry already in the catalogue's shape passes."""
+    if isinstance(e, SandboxedDataset) or not hasattr(e, "policy_summary"):
+        return (
+            e
+            if isinstance(e, SandboxedDataset)
+            else SandboxedDataset.model_validate(e, from_attributes=True)
+        )
+    from medai.hub.layout import SANDBOX_DATA
+
+    return SandboxedDataset(
+        name=e.name,
+        title=e.title,
+        summary=f"{e.title}: kept by {e.owner}; computed on in the data sandbox, never read",
+        card=e.card,
+        columns=[
+            Column(name=c["name"], type=c["type"], description=c.get("description", ""))
+            for c in e.schema
+        ],
+        mock_path=f"{SANDBOX_DATA}/{e.mock_path}",
+        policy=e.policy_summary,
+        access=[],  # grants live in the sandbox service's store; its owner page lists them
+    )
 
 
 def sandboxed_entry(ds: SandboxedDataset) -> DatasetEntry:
