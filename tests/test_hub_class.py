@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from medai.config import parse_config
-from medai.hub.client import HubUser, loopback_client, origins_of
 from medai.hub.launcher import free_port, start_hub
 from medai.hub.roles import CLASS_SERVICE
+from medai.testing.hub import HubUser, loopback_client, origins_of
 
 pytestmark = [pytest.mark.slow]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.hub import HubUser
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from medai.config import parse_config
-from medai.hub.client import loopback_client, origins_of
 from medai.hub.launcher import LaunchError, check_tls_files, free_port, start_hub
+from medai.testing.hub import loopback_client, origins_of
 
 MEDAI = [sys.executable, "-m", "medai.cli"]
 

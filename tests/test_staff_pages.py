@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 import nbformat
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.hub import HubUser
 from tests.adversarial.hostile_html import hostile_notebook, hostile_outputs, js
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

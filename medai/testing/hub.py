@@ -1,9 +1,8 @@
-"""A hub user driven over HTTP the way a browser does it: a health check, a test and bench tool.
+"""A hub user driven over HTTP the way a browser does it, for tests and benchmarks.
 
 Logs in through the proxy with the login form, waits for the user's server, and runs code in a
-kernel of that server over the Jupyter kernel WebSocket protocol — so tests can check what a
-trainee's code can and cannot do from inside their sandbox, and operators can check a deployed
-hub end to end.
+kernel of that server over the Jupyter kernel WebSocket protocol, so tests can check what a
+trainee's code can and cannot do from inside their sandbox. Needs ``httpx`` (the ``test`` extra).
 """
 
 from __future__ import annotations
