@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, calibrate_cli, generate
+from medai.testing.labkit import LabKit, Run, generate
 
 KIT = LabKit.of("m3-early-warning")
-N_PATIENTS = 10000  # the cohort size the thresholds were set at (courses/demo-course.yaml)
+N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 PLANTED = ("diabetes", "hypertension")
 TOP_K = 8
 
@@ -114,20 +114,10 @@ def test_naive_answers_fail_their_public_checks(data_root, tmp_path):
 
 
 def main() -> None:
-    def options(ap) -> None:
-        ap.add_argument("--naive", action="store_true", help="score the naive answers instead")
+    def figures(root: Path, seed: int, args) -> dict:
+        return score(root, run_cells(root, {"SEED": seed}, args.answers))
 
-    calibrate_cli(
-        "Score lab m3's reference (or naive answers).",
-        lambda root, seed, args: score(
-            root, run_cells(root, {"SEED": seed}, NAIVE if args.naive else None)
-        ),
-        dataset="ehr",
-        n=N_PATIENTS,
-        seeds=(0, 1, 2),
-        keyed=True,
-        options=options,
-    )
+    KIT.calibrate_cli("Score lab m3's reference (or naive answers).", figures, naive=True)
 
 
 if __name__ == "__main__":

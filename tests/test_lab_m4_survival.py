@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, calibrate_cli, generate
+from medai.testing.labkit import LabKit, Run, generate
 
 KIT = LabKit.of("m4-survival")
-N_PATIENTS = 10000  # the cohort size the thresholds were set at (the dataset's default)
+N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 TRUE_STATIN_HR = 0.70  # datasets/synthetic/survival.md
 FIVE_YEARS = 1826  # days
 
@@ -107,20 +107,10 @@ def test_naive_answers_fail_their_public_checks(data_root, tmp_path):
 
 
 def main() -> None:
-    def options(ap) -> None:
-        ap.add_argument("--naive", action="store_true", help="score the naive answers instead")
+    def figures(root: Path, seed: int, args) -> dict:
+        return score(root, run_cells(root, {"SEED": seed}, args.answers))
 
-    calibrate_cli(
-        "Score lab m4's reference (or naive answers).",
-        lambda root, seed, args: score(
-            root, run_cells(root, {"SEED": seed}, NAIVE if args.naive else None)
-        ),
-        dataset="survival",
-        n=N_PATIENTS,
-        seeds=(0, 1, 2),
-        keyed=True,
-        options=options,
-    )
+    KIT.calibrate_cli("Score lab m4's reference (or naive answers).", figures, naive=True)
 
 
 if __name__ == "__main__":

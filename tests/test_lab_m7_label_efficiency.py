@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medai.testing.labkit import LabKit, Run, calibrate_cli, generate
+from medai.testing.labkit import LabKit, Run, generate
 
 KIT = LabKit.of("m7-label-efficiency")
 TASKS = KIT.tasks
-N_PEOPLE = 20000  # the size the thresholds were set at (courses/demo-course.yaml)
+N_PEOPLE = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m7-label-efficiency.yaml
 
@@ -151,11 +151,9 @@ def main() -> None:
     def options(ap) -> None:
         ap.add_argument("--draws", type=int, default=5, help="random-query draws per seed")
 
-    calibrate_cli(
+    KIT.calibrate_cli(
         "Calibrate lab m7 on hidden test people.",
         lambda root, seed, args: calibrate(root, {"SEED": seed}, args.draws),
-        dataset="label_scarce",
-        n=N_PEOPLE,
         options=options,
     )
 

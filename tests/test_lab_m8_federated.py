@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, calibrate_cli, generate
+from medai.testing.labkit import LabKit, Run, generate
 
 KIT = LabKit.of("m8-federated")
-N_PATIENTS = 6000  # the size the thresholds were set at (courses/demo-course.yaml)
+N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m8-federated.yaml
 
@@ -139,11 +139,9 @@ def test_naive_notebook_fails_the_public_checks(data_root, tmp_path):
 
 
 def main() -> None:
-    calibrate_cli(
+    KIT.calibrate_cli(
         "Calibrate lab m8 on hidden test patients.",
         lambda root, seed, args: calibrate(root, {"SEED": seed}),
-        dataset="multisite",
-        n=N_PATIENTS,
     )
 
 

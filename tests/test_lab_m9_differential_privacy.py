@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medai.testing.labkit import LabKit, Run, calibrate_cli, generate
+from medai.testing.labkit import LabKit, Run, generate
 
 KIT = LabKit.of("m9-differential-privacy")
-N_PATIENTS = 10000  # the size the thresholds were set at (courses/demo-course.yaml)
+N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m9-differential-privacy.yaml
 
@@ -154,11 +154,9 @@ def test_naive_notebook_fails_the_public_checks(data_root, tmp_path):
 
 
 def main() -> None:
-    calibrate_cli(
+    KIT.calibrate_cli(
         "Calibrate lab m9 on hidden test patients.",
         lambda root, seed, args: calibrate(root, {"SEED": seed}),
-        dataset="ehr",
-        n=N_PATIENTS,
     )
 
 

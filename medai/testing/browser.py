@@ -18,3 +18,10 @@ CHROMIUM_ARGS = [
 def launch_chromium(playwright: Any) -> Any:
     """Start Debian's Chromium headless with :data:`CHROMIUM_ARGS` (a Playwright ``Browser``)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def log_in(page: Any, user: str, password: str) -> None:
+    """Fill in the hub's login form on ``page`` (open at ``/hub/login``) and send it."""
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")

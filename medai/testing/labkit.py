@@ -12,6 +12,8 @@ which is released to trainees)::
         whole_cell: ...         # or first_region: ..., for a cell of several regions
     variants:                   # further answer sets by name (calibration tables, grader tests)
       green: {model_answer: ...}
+    calibration:                # the data the thresholds were set at (LabKit.calibrate_cli)
+      {dataset: ehr, n: 10000, seeds: [0, 1, 2], keyed: true}
 
 A lab's test module takes its kit, ``KIT = LabKit.of("m2-evaluation")``, and asks it for the
 pieces its tests need, all on the real parts:
@@ -305,6 +307,7 @@ class LabKit:
     cell_timeout_s: int | None = 90
     naive: Mapping[str, str] = field(default_factory=dict)
     variants: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, lab_id: str) -> LabKit:
@@ -317,7 +320,7 @@ class LabKit:
         if not (LABS / lab_id).is_dir():
             raise FileNotFoundError(f"{path}: lab {lab_id!r} has no folder in {LABS}")
         described = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        unknown = set(described) - {"limits", "cell_timeout_s", "naive", "variants"}
+        unknown = set(described) - {"limits", "cell_timeout_s", "naive", "variants", "calibration"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         described["naive"] = _answers(path, "naive", described.get("naive") or {})
@@ -540,49 +543,54 @@ class LabKit:
             t = result["tasks"][tid]
             assert t["score"] <= share * t["max"], (tid, t)
 
+    # -- calibration -------------------------------------------------------------------------
 
-def calibrate_cli(
-    description: str,
-    figures: Callable[[Path, int, Any], Mapping[str, Any]],
-    *,
-    dataset: str,
-    n: int,
-    seeds: Iterable[int] = (0, 1, 2, 3, 4),
-    keyed: bool = False,
-    options: Callable[[Any], None] | None = None,
-) -> None:
-    """A lab's calibration script for instructors (it lives with the lab's tests, because
-    everything in a lab folder is released to trainees): per seed (``--seeds``), generate ``dataset``
-    with ``--n`` units (keyed with the tests' data key if ``keyed``; or read
-    ``--data-root /tmp/x{seed}``), print ``figures(root, seed, args)``, then the minimum, mean and
-    maximum of each numeric figure over the seeds. ``options`` adds the lab's own arguments.
-    Keyed data is drawn with ``$MEDAI_TEST_DATA_KEY`` when set, to check thresholds under another
-    key (:func:`medai.testing.course.lab_data_key`)."""
-    import argparse
-    import tempfile
+    def calibrate_cli(
+        self,
+        description: str,
+        figures: Callable[[Path, int, Any], Mapping[str, Any]],
+        *,
+        options: Callable[[Any], None] | None = None,
+        naive: bool = False,
+    ) -> None:
+        """The lab's calibration script for instructors (it lives with the lab's tests, because
+        everything in a lab folder is released to trainees). Per seed (``--seeds``), generate
+        the description's ``calibration`` data (``dataset``, ``--n`` units, keyed with the tests'
+        data key if ``keyed``; or read ``--data-root /tmp/x{seed}``), print
+        ``figures(root, seed, args)``, then the minimum, mean and maximum of each numeric figure
+        over the seeds. ``options`` adds the lab's own arguments; with ``naive``, ``--naive``
+        sets ``args.answers`` to the naive answers (else None). Keyed data is drawn with
+        ``$MEDAI_TEST_DATA_KEY`` when set (:func:`medai.testing.course.lab_data_key`), to check
+        the thresholds under another key."""
+        import argparse
+        import tempfile
 
-    from medai.testing.course import lab_data_key
+        from medai.testing.course import lab_data_key
 
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
-    ap.add_argument("--n", type=int, default=n)
-    ap.add_argument("--data-root", help="an existing data root per seed, e.g. /tmp/data{seed}")
-    if options is not None:
-        options(ap)
-    args = ap.parse_args()
-    rows = []
-    for seed in args.seeds:
-        if args.data_root:
-            root = Path(args.data_root.format(seed=seed))
-        else:
-            secret = lab_data_key() if keyed else None
-            root = Path(tempfile.mkdtemp(prefix=f"{dataset}-{seed}-"))
-            generate(dataset, root, n=args.n, seed=seed, secret=secret)
-        rows.append(dict(figures(root, seed, args)))
-        shown = (
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
-        )
-        print(f"seed {seed}: " + ", ".join(shown), flush=True)
-    numeric = [k for k in rows[0] if all(isinstance(r[k], int | float) for r in rows)]
-    for name, fn in (("min", min), ("mean", np.mean), ("max", max)):
-        print(f"{name}: " + ", ".join(f"{k} {fn([r[k] for r in rows]):.3f}" for k in numeric))
+        cal = self.calibration
+        ap = argparse.ArgumentParser(description=description)
+        ap.add_argument("--seeds", type=int, nargs="+", default=list(cal.get("seeds", range(5))))
+        ap.add_argument("--n", type=int, default=cal["n"])
+        ap.add_argument("--data-root", help="an existing data root per seed, e.g. /tmp/data{seed}")
+        if naive:
+            ap.add_argument("--naive", action="store_true", help="score the naive answers instead")
+        if options is not None:
+            options(ap)
+        args = ap.parse_args()
+        args.answers = self.naive if getattr(args, "naive", False) else None
+        rows = []
+        for seed in args.seeds:
+            if args.data_root:
+                root = Path(args.data_root.format(seed=seed))
+            else:
+                secret = lab_data_key() if cal.get("keyed") else None
+                root = Path(tempfile.mkdtemp(prefix=f"{self.lab_id}-{seed}-"))
+                generate(cal["dataset"], root, n=args.n, seed=seed, secret=secret)
+            rows.append(dict(figures(root, seed, args)))
+            shown = (
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
+            )
+            print(f"seed {seed}: " + ", ".join(shown), flush=True)
+        numeric = [k for k in rows[0] if all(isinstance(r[k], int | float) for r in rows)]
+        for name, fn in (("min", min), ("mean", np.mean), ("max", max)):
+            print(f"{name}: " + ", ".join(f"{k} {fn([r[k] for r in rows]):.3f}" for k in numeric))
