@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, generate
+from medai.testing.labkit import LabKit, Run
 
 KIT = LabKit.of("m3-early-warning")
-N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 PLANTED = ("diabetes", "hypertension")
 TOP_K = 8
 
@@ -79,8 +78,7 @@ def score(root: Path, rec: Run) -> dict:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, data_key):
-    root = tmp_path_factory.mktemp("m3-data")
-    generate("ehr", root, n=N_PATIENTS, seed=0, secret=data_key)  # keyed, as on a hub
+    root = KIT.calibration_data(tmp_path_factory.mktemp("m3-data"), secret=data_key)  # keyed
     header = (root / "public" / "ehr" / "patients.csv").read_text().splitlines()[0]
     assert "fold" in header, "the lab's development split needs the ehr generator's `fold` column"
     return root

@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, generate
+from medai.testing.labkit import LabKit, Run
 
 KIT = LabKit.of("m4-survival")
-N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 TRUE_STATIN_HR = 0.70  # datasets/synthetic/survival.md
 FIVE_YEARS = 1826  # days
 
@@ -65,8 +64,7 @@ def score(root: Path, rec: Run) -> dict:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, data_key):
-    root = tmp_path_factory.mktemp("m4-data")
-    generate("survival", root, n=N_PATIENTS, seed=0, secret=data_key)  # keyed, as on a hub
+    root = KIT.calibration_data(tmp_path_factory.mktemp("m4-data"), secret=data_key)  # keyed
     header = (root / "public" / "survival" / "train.csv").read_text().splitlines()[0]
     assert "fold" in header, (
         "the lab's development split needs the survival generator's `fold` column"

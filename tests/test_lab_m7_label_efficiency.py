@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medai.testing.labkit import LabKit, Run, generate
+from medai.testing.labkit import LabKit, Run
 
 KIT = LabKit.of("m7-label-efficiency")
 TASKS = KIT.tasks
-N_PEOPLE = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m7-label-efficiency.yaml
 
@@ -110,7 +109,7 @@ def calibrate(root: Path, params: dict, draws: int = 5) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return generate("label_scarce", tmp_path_factory.mktemp("m7-data"), n=N_PEOPLE, seed=0)
+    return KIT.calibration_data(tmp_path_factory.mktemp("m7-data"))
 
 
 def test_uncertainty_is_the_least_margin():

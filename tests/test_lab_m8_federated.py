@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medai.testing.labkit import LabKit, Run, generate
+from medai.testing.labkit import LabKit, Run
 
 KIT = LabKit.of("m8-federated")
-N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m8-federated.yaml
 
@@ -78,7 +77,7 @@ def calibrate(root: Path, params: dict) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return generate("multisite", tmp_path_factory.mktemp("m8-data"), n=N_PATIENTS, seed=0)
+    return KIT.calibration_data(tmp_path_factory.mktemp("m8-data"))
 
 
 @pytest.fixture(scope="module")

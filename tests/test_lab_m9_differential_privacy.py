@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medai.testing.labkit import LabKit, Run, generate
+from medai.testing.labkit import LabKit, Run
 
 KIT = LabKit.of("m9-differential-privacy")
-N_PATIENTS = KIT.calibration["n"]  # the size the thresholds were set at
 
 NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m9-differential-privacy.yaml
 
@@ -83,7 +82,7 @@ def calibrate(root: Path, params: dict) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return generate("ehr", tmp_path_factory.mktemp("m9-data"), n=N_PATIENTS, seed=0)
+    return KIT.calibration_data(tmp_path_factory.mktemp("m9-data"))
 
 
 @pytest.fixture(scope="module")

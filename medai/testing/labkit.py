@@ -545,6 +545,14 @@ class LabKit:
 
     # -- calibration -------------------------------------------------------------------------
 
+    def calibration_data(
+        self, root: Path, *, seed: int = 0, n: int | None = None, secret: bytes | None = None
+    ) -> Path:
+        """Generate the description's ``calibration`` dataset (``n`` units, by default the size
+        the thresholds were set at) under ``root``; return ``root``."""
+        cal = self.calibration
+        return generate(cal["dataset"], root, n=n or cal["n"], seed=seed, secret=secret)
+
     def calibrate_cli(
         self,
         description: str,
@@ -585,7 +593,7 @@ class LabKit:
             else:
                 secret = lab_data_key() if cal.get("keyed") else None
                 root = Path(tempfile.mkdtemp(prefix=f"{self.lab_id}-{seed}-"))
-                generate(cal["dataset"], root, n=args.n, seed=seed, secret=secret)
+                self.calibration_data(root, seed=seed, n=args.n, secret=secret)
             rows.append(dict(figures(root, seed, args)))
             shown = (
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
