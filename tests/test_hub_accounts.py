@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from medai.config import parse_config
-from medai.hub.client import _mirror_parent_domain_cookies
 from medai.hub.hubconfig import (
     ACCOUNT_FAILED_LOGINS,
     ADDRESS_FAILED_LOGINS,
@@ -31,6 +30,7 @@ from medai.hub.launcher import (
     set_password,
     start_hub,
 )
+from medai.testing.hub import _mirror_parent_domain_cookies
 
 TRAINEES = ["carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy"]
 

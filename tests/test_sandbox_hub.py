@@ -12,9 +12,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from medai.hub.client import HubUser, LoopbackTransport  # the one import of the hub client
 from medai.sandbox import cohort
 from medai.sandbox.registry import SandboxLayout
+from medai.testing.hub import HubUser, LoopbackTransport  # the one import of the hub client
 
 pytestmark = pytest.mark.slow
 SERVICE = "medai-sandbox"
