@@ -50,6 +50,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
+from medai.paths import repo
 from medai.testing.course import (
     by_student,
     environment,
@@ -60,7 +61,7 @@ from medai.testing.course import (
     submit,
 )
 
-LABS = Path(__file__).resolve().parents[2] / "labs"
+LABS = repo("labs")
 DESCRIPTIONS = Path(__file__).with_name("labs")  # <lab-id>.yaml: each lab as its tests see it
 
 # nbgrader's solution region in a source cell (what the trainee's version replaces)
