@@ -50,7 +50,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from medai.paths import repo
+from medai.paths import package_file, repo
 from medai.testing.course import (
     by_student,
     environment,
@@ -62,7 +62,7 @@ from medai.testing.course import (
 )
 
 LABS = repo("labs")
-DESCRIPTIONS = Path(__file__).with_name("labs")  # <lab-id>.yaml: each lab as its tests see it
+DESCRIPTIONS = package_file("testing", "labs")  # <lab-id>.yaml: each lab as its tests see it
 
 # nbgrader's solution region in a source cell (what the trainee's version replaces)
 SOLUTION_REGION = re.compile(
