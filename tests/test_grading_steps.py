@@ -321,3 +321,83 @@ def test_a_file_that_is_not_a_result_is_refused(tmp_path, text):
     assert read_result(tmp_path / "r.json") is None
     (tmp_path / "half.json").write_text(text[: len(text) // 2])
     assert read_result(tmp_path / "half.json") is None
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def test_solution_notebooks_lose_hidden_tests_and_outputs_and_the_fingerprint_follows(pilot):
+    from medai.autograder.steps.reference import solution_notebooks
+
+    course, lab = pilot
+    sources, first = solution_notebooks(lab, course, None)
+    text = "".join(c.source for c in sources["pilot"].cells)
+    assert "BEGIN HIDDEN TESTS" not in text
+    assert all(not c.outputs for c in sources["pilot"].cells if c.cell_type == "code")
+    assert solution_notebooks(lab, course, None)[1] == first  # nothing changed: same
+    tasks = course.source / "pilot" / "tasks.yaml"
+    before = tasks.read_text()
+    try:
+        tasks.write_text(before + "\n# a comment\n")
+        assert solution_notebooks(lab, course, None)[1] != first
+    finally:
+        tasks.write_text(before)
+
+
+# --------------------------------------------------------------------------- feedback, store
+
+
+def _graded(pilot, tmp_path):
+    """The released pilot notebook taken in, and a made-up run: the ckd_rate check cell ran."""
+    from medai.autograder.steps.execute import CellRun, Execution
+
+    course, lab = pilot
+    nb = nbformat.read(course.release / "pilot" / "pilot.ipynb", as_version=4)
+    sub = submit(course.root, "pilot", "dora", {"pilot.ipynb": nb})
+    got = intake(lab, sub, 2_000_000)
+    idx = got.sanitized["pilot"].grade_cells["ckd_rate"]
+    first = next(i for i, c in enumerate(got.sanitized["pilot"].nb.cells) if c.cell_type == "code")
+    run = Execution(
+        "ok", cells=[CellRun("pilot.ipynb", first, False, "NameError: x", "out", "")], log="raw"
+    )
+    run.cells.append(CellRun("pilot.ipynb", idx, True))
+    tasks = {"ckd_rate": TaskResult("pilot", 1.0, 0.0, "does not match")}
+    return course, lab, got, run, tasks, sub
+
+
+def test_feedback_shows_scores_in_graded_cells_and_outputs_elsewhere(pilot, tmp_path):
+    from medai.autograder.steps.feedback import autograded_notebooks
+
+    course, lab, got, run, tasks, sub = _graded(pilot, tmp_path)
+    nb = autograded_notebooks(lab, got, run, tasks)["pilot"]
+    idx = got.sanitized["pilot"].grade_cells["ckd_rate"]
+    assert nb.cells[idx].outputs[0].text == "[ckd_rate] 0 / 1 points: does not match\n"
+    first = run.cells[0].index
+    assert [o.text for o in nb.cells[first].outputs] == ["out", "NameError: x\n"]
+    assert nb.cells[first].execution_count == first + 1
+    log = cell_log(run)
+    assert log.startswith(f"[pilot.ipynb cell {first}] error: NameError: x\nout")
+    assert log.endswith("--- raw sandbox output ---\nraw")
+    shutil.rmtree(sub.parent)
+
+
+def test_store_writes_gradebook_log_and_the_result_last(pilot, tmp_path):
+    from nbgrader.api import Gradebook
+
+    from medai.autograder.steps.gradebook import store
+
+    course, lab, got, run, tasks, sub = _graded(pilot, tmp_path)
+    tasks["ckd_rate"].score = 0.5
+    r = GradeResult("dora", "pilot", got.fingerprint, tasks=tasks, late_fraction=0.2, log="cells")
+    store(course, lab, r, {"pilot": got.sanitized["pilot"].nb})
+    stored = read_result(lab.state / "results" / "dora.json")
+    assert stored is not None and stored.tasks["ckd_rate"].score == 0.5 and stored.log == ""
+    assert {"notebooks_out", "gradebook", "log"} <= set(stored.timings)
+    assert (lab.state / "logs" / "dora.log").read_text().endswith("--- cells ---\ncells\n")
+    assert (course.autograded / "dora" / "pilot" / "pilot.ipynb").exists()
+    assert (course.autograded / "dora" / "pilot" / "timestamp.txt").exists()
+    with Gradebook(course.db_url, course.course_id) as gb:
+        assert gb.find_grade("ckd_rate", "pilot", "pilot", "dora").auto_score == 0.5
+        nb = gb.find_submission_notebook("pilot", "pilot", "dora")
+        assert nb.late_submission_penalty == 0.1  # 20 % of this notebook's 0.5 points
+    shutil.rmtree(sub.parent)

@@ -1,7 +1,10 @@
 """The interface every task kind implements, and what the two sides hand it.
 
-A task kind (``kind:`` in ``tasks.yaml``) is one module in this package holding one
-:class:`Kind` subclass. Its methods fall on two sides of the trust boundary:
+A task kind (``kind:`` in ``tasks.yaml``) is one module in this package holding its task
+model (pydantic, with a ``kind`` literal) and one :class:`Kind` subclass naming it
+(:attr:`Kind.model`); :func:`kind_units` finds them, so adding a kind is adding a module. Shared
+parts of the schema (tolerances, data sources, splits, metrics) stay in
+:mod:`medai.autograder.tasks`. The methods fall on two sides of the trust boundary:
 
 - **trainee kernel** (imported by :mod:`medai.autograder.lab`): :meth:`Kind.check` runs the public
   check while a trainee works; :meth:`Kind.record` turns the answer into what the sandbox records
@@ -21,7 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-__all__ = ["CheckFailed", "Kind", "Prepared", "Preparing", "describe", "say"]
+__all__ = [
+    "CheckFailed",
+    "Kind",
+    "Prepared",
+    "Preparing",
+    "describe",
+    "kind_models",
+    "kind_units",
+    "say",
+]
 
 
 class CheckFailed(AssertionError):
@@ -76,7 +88,8 @@ class Prepared:
 class Kind:
     """One task kind. Subclasses set :attr:`name` to the task model's ``kind`` literal."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the ``kind`` literal of :attr:`model`
+    model: ClassVar[type]  # the kind's task model (a pydantic model)
     report_fatal: ClassVar[bool] = False  # a reference below full marks stops the batch
 
     # -- trainee kernel ------------------------------------------------------------------------
@@ -103,3 +116,28 @@ class Kind:
         """The reference solution scored like a submission, for the batch report (a
         ``TaskScore``), or None where the reference *is* the answer (nothing to judge)."""
         return self.score(task, expected, expected, state)
+
+
+def kind_units() -> list[Kind]:
+    """One instance of every :class:`Kind` subclass defined in a module of this package."""
+    import importlib
+    import pkgutil
+
+    import medai.autograder.kinds as package
+
+    units: list[Kind] = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name == "base":
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        units += [
+            obj()
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Kind) and obj.__module__ == module.__name__
+        ]
+    return units
+
+
+def kind_models() -> tuple[type, ...]:
+    """The task model of every kind (what ``tasks.yaml`` entries are validated against)."""
+    return tuple(unit.model for unit in kind_units())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from medai.autograder.kinds.base import Kind, Prepared, Preparing, describe, say
+from medai.autograder.tasks import ArgSpec, Example, Tolerance, _Strict
 
 
 def draw(spec: Any, rng: Any) -> Any:
@@ -46,8 +49,18 @@ def hidden_cases(source: str) -> list[dict]:
     return cases
 
 
+class FunctionTask(_Strict):
+    kind: Literal["function"]
+    args: dict[str, ArgSpec] = Field(description="Keyword arguments the grader draws.")
+    n_cases: int = Field(40, ge=1, le=10_000)
+    examples: list[Example] = Field(default_factory=list, description="Public worked examples.")
+    tolerance: Tolerance = Tolerance()
+    partial: bool = Field(True, description="Credit the share of cases right (else all or none).")
+
+
 class FunctionKind(Kind):
     name = "function"
+    model = FunctionTask
 
     def check(self, task_id: str, task: Any, fn: Any, extra: tuple) -> bool:
         from medai.autograder import plain

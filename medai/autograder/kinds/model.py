@@ -4,9 +4,12 @@ task's metrics on the hidden labels (optionally with a membership attack and a c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from medai.autograder.kinds.base import Kind, Prepared, Preparing, describe, say
+from medai.autograder.tasks import MetricSpec, OracleSpec, OutputSpec, Split, _Strict
 
 
 def _run_predict(task: Any, fn: Any, split: str) -> tuple[Any, Any]:
@@ -93,8 +96,60 @@ def oracle_pool(tid: str, task: Any, data_root: Path | None) -> Any:
     return PoolLabels({i: by_id[i] for i in pool.ids}, task.oracle.budget)
 
 
+class ModelTask(_Strict):
+    kind: Literal["model"]
+    dataset: str
+    dev: Split = Field(description="A labelled public split: instant feedback.")
+    test: Split = Field(description="Public inputs, hidden labels: the grade.")
+    output: OutputSpec
+    metrics: list[MetricSpec] = Field(min_length=1)
+    oracle: OracleSpec | None = Field(
+        None, description="An expert the notebook may ask for labels (active learning)."
+    )
+    members: Split | None = Field(
+        None,
+        description="Public, labelled training cases of the model: a membership-inference "
+        "metric attacks them against the test cases (dev cases while you work).",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> ModelTask:
+        from medai.autograder.metrics import METRICS
+
+        if self.dev.labels.hidden:
+            raise ValueError("dev.labels must be public: the instant feedback uses them")
+        if not self.test.labels.hidden:
+            raise ValueError(
+                "test.labels must say `hidden: true` (read from <root>/hidden/<dataset>/ by the "
+                "scorer only); a public test split would let trainees fit on it"
+            )
+        membership = [m.name for m in self.metrics if METRICS[m.name].membership]
+        if membership and self.members is None:
+            raise ValueError(
+                f"metric(s) {membership} attack the model's training cases: give `members:` "
+                "(their public inputs and labels)"
+            )
+        if self.members is not None and self.members.labels.hidden:
+            raise ValueError("members.labels must be public: they are the model's training data")
+        for m in self.metrics:
+            if METRICS[m.name].grouped and (self.dev.groups is None or self.test.groups is None):
+                raise ValueError(
+                    f"metric '{m.name}' is computed by group: give `groups` (a public source "
+                    "of each input's group) in both dev and test"
+                )
+            ok = METRICS[m.name].accepts
+            if not ok(self.output):
+                raise ValueError(
+                    f"metric '{m.name}' needs {METRICS[m.name].needs}, not a "
+                    f"{self.output.type} output"
+                    + (f" with {self.output.classes} classes" if self.output.classes else "")
+                )
+        return self
+
+
 class ModelKind(Kind):
     name = "model"
+    model = ModelTask
 
     def check(self, task_id: str, task: Any, fn: Any, extra: tuple) -> bool:
         import numpy as np

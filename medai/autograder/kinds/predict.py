@@ -4,9 +4,12 @@ AUROC on the hidden split's labels."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from medai.autograder.kinds.base import Kind, Prepared, Preparing, describe, say
+from medai.autograder.tasks import TableRef, _Strict
 
 
 def _features(task: Any, X: Any) -> Any:
@@ -54,8 +57,29 @@ def _fit(model: Any, X: Any, y: Any) -> Any:
     return clone(model).fit(X, y)
 
 
+class PredictTask(_Strict):
+    kind: Literal["predict"]
+    dataset: str
+    id_column: str
+    target: str
+    train_labels: str = Field(description="Public table with the training labels.")
+    test_ids: TableRef = Field(description="Public rows whose outcome the model predicts.")
+    hidden_labels: str = Field(description="Hidden table with the test labels (scorer only).")
+    metric: Literal["auroc"] = "auroc"
+    full_marks_at: float = Field(0.8, description="Metric value that earns all the points.")
+    zero_marks_at: float = Field(0.6, description="Metric value at or below which it earns 0.")
+    public_holdout: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> PredictTask:
+        if self.full_marks_at <= self.zero_marks_at:
+            raise ValueError("full_marks_at must be above zero_marks_at")
+        return self
+
+
 class PredictKind(Kind):
     name = "predict"
+    model = PredictTask
     report_fatal = True  # a reference below full marks means the lab is broken
 
     def check(self, task_id: str, task: Any, model: Any, extra: tuple) -> bool:

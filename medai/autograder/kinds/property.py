@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
 
 from medai.autograder.kinds.base import Kind, say
+from medai.autograder.tasks import _Strict
+
+
+class PropertyTask(_Strict):
+    kind: Literal["property"]
+    property: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> PropertyTask:
+        from medai.autograder.properties import PROPERTIES
+
+        if self.property not in PROPERTIES:
+            raise ValueError(f"unknown property '{self.property}'; known: {sorted(PROPERTIES)}")
+        model = PROPERTIES[self.property].params
+        try:
+            model.model_validate(self.params)
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"params.{'.'.join(str(p) for p in e['loc']) or '(all)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"bad params for property '{self.property}': {errs}") from None
+        return self
 
 
 class PropertyKind(Kind):
     name = "property"
+    model = PropertyTask
 
     def check(self, task_id: str, task: Any, value: Any, extra: tuple) -> bool:
         from medai.autograder import plain

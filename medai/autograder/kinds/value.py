@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medai.autograder.kinds.base import Kind, say
+from medai.autograder.tasks import PublicShape, Tolerance, _Strict
+
+
+class ValueTask(_Strict):
+    kind: Literal["value"]
+    tolerance: Tolerance = Tolerance()
+    public: PublicShape = PublicShape()
 
 
 class ValueKind(Kind):
     name = "value"
+    model = ValueTask
 
     def check(self, task_id: str, task: Any, value: Any, extra: tuple) -> bool:
         import numpy as np
