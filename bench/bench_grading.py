@@ -9,8 +9,10 @@ wrong eGFR function, some with a weaker model), then, on this machine in one run
 2. ``medai grade pilot --workers N`` — one bubblewrap sandbox per submission, N in parallel,
    including the one reference run of the solution.
 
-Prints the throughput of each, the ratio, and medai's per-submission overhead beyond the
-notebook's own execution time (sandbox start, sanitizing, scoring, gradebook writes).
+Prints the throughput of each, the ratio, medai's per-submission overhead beyond the notebook's
+own execution time, and where a submission's time goes, step by step (the ``timings`` every
+result file keeps: intake, sandbox start, interpreter and imports, cells, scoring, feedback,
+gradebook writes).
 ``--scoring`` instead times the trusted scorer of ``model`` tasks alone: validating recorded
 predictions and computing each metric of medai/autograder/metrics.py on hidden-split-sized data.
 Usage: ``python bench/bench_grading.py [--n 40] [--workers 2] [--scoring]``. Prints figures,
@@ -37,10 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 STEP_NOTES = {
     "intake": "fingerprint, timestamp, load and sanitize the notebooks",
     "sandbox": "job folder, sandbox run, record parsing",
-    "sandbox.sandbox_start": "cgroups, bubblewrap, exec of the interpreter",
-    "sandbox.imports": "interpreter start-up: IPython, medai.autograder.lab, task file",
+    "sandbox.sandbox_start": "cgroups, bubblewrap, Python start-up to the runner's first line",
+    "sandbox.imports": "job files copied in; IPython, medai.autograder.lab (numpy, pydantic)",
     "sandbox.cells": "the notebook's own cells",
-    "sandbox.sandbox_rest": "after the last cell: exit, reading, clean-up",
+    "sandbox.sandbox_rest": "IPython shell, exit, reading the pipes, cgroup clean-up",
     "score": "trusted scoring of every task",
     "feedback": "autograded notebooks and the cell log",
     "notebooks_out": "writing the autograded notebooks",
