@@ -70,15 +70,27 @@ def _enter_grading(spec: TaskFile, inputs_dir: Path, emit: Callable[[dict], None
 _resolved: dict[str, Path] = {}  # dataset -> folder chosen by the lab's own data_dir() call
 
 
-def _generator_version(dataset: str) -> str:
-    """Short hash of the generator's source, so an updated course never reuses stale data."""
+def _generator_version(dataset: str, package: Path | None = None) -> str:
+    """Short hash of the generator code, so an updated course never reuses stale data.
+
+    Every module of the generators' package counts (``medai.synthetic``, or ``package``): a
+    dataset's module shapes its data together with the shared ones it imports (cohort,
+    tables, writing), and a change to any of them must give a fresh cache folder.
+    """
     import hashlib
     import importlib.util
 
-    spec = importlib.util.find_spec(f"medai.synthetic.{dataset}")
-    if spec is None or spec.origin is None:
+    if package is None:
+        spec = importlib.util.find_spec("medai.synthetic")
+        if spec is None or not spec.submodule_search_locations:
+            return "unknown"
+        package = Path(next(iter(spec.submodule_search_locations)))
+    if not (package / f"{dataset}.py").is_file():
         return "unknown"
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:8]
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
