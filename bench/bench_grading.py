@@ -9,8 +9,10 @@ wrong eGFR function, some with a weaker model), then, on this machine in one run
 2. ``medai grade pilot --workers N`` — one bubblewrap sandbox per submission, N in parallel,
    including the one reference run of the solution.
 
-Prints the throughput of each, the ratio, and medai's per-submission overhead beyond the
-notebook's own execution time (sandbox start, sanitizing, scoring, gradebook writes).
+Prints the throughput of each, the ratio, medai's per-submission overhead beyond the notebook's
+own execution time, and where a submission's time goes, step by step (the ``timings`` every
+result file keeps: intake, sandbox start, interpreter and imports, cells, scoring, feedback,
+gradebook writes).
 ``--scoring`` instead times the trusted scorer of ``model`` tasks alone: validating recorded
 predictions and computing each metric of medai/autograder/metrics.py on hidden-split-sized data.
 Usage: ``python bench/bench_grading.py [--n 40] [--workers 2] [--scoring]``. Prints figures,
@@ -32,6 +34,22 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
+
+# the steps of one submission, as GradeResult.timings names them
+STEP_NOTES = {
+    "intake": "fingerprint, timestamp, load and sanitize the notebooks",
+    "sandbox": "job folder, sandbox run, record parsing",
+    "sandbox.sandbox_start": "cgroups, bubblewrap, Python start-up to the runner's first line",
+    "sandbox.imports": "job files copied in; IPython, medai.autograder.lab (numpy, pydantic)",
+    "sandbox.cells": "the notebook's own cells",
+    "sandbox.sandbox_rest": "IPython shell, exit, reading the pipes, cgroup clean-up",
+    "score": "trusted scoring of every task",
+    "feedback": "autograded notebooks and the cell log",
+    "notebooks_out": "writing the autograded notebooks",
+    "gradebook": "nbgrader gradebook writes",
+    "log": "the log file",
+}
+TIMED_STEPS = list(STEP_NOTES)
 
 
 def _variant(nb: nbformat.NotebookNode, k: int) -> nbformat.NotebookNode:
@@ -121,7 +139,8 @@ def main() -> None:
             json.loads(p.read_text()) for p in (course / "grading/pilot/results").glob("*.json")
         ]
         exec_s = [r["sandbox"]["exec_s"] for r in results]
-        per_sub = [r["seconds"] for r in results]
+        store = ("notebooks_out", "gradebook", "log")
+        per_sub = [r["seconds"] + sum(r["timings"].get(k, 0.0) for k in store) for r in results]
         overhead = [s - e for s, e in zip(per_sub, exec_s, strict=True)]
         scores = sorted({r["auto_score"] for r in results})
         n = len(results)
@@ -130,8 +149,12 @@ def main() -> None:
         print(f"  notebook execution per submission: median {statistics.median(exec_s):.2f} s")
         print(
             f"  overhead per submission beyond execution: median {statistics.median(overhead):.2f} s, "
-            f"max {max(overhead):.2f} s (sandbox start, imports, sanitize, score, store)"
+            f"max {max(overhead):.2f} s"
         )
+        print("  where a submission's time goes (median s; sandbox.* are parts of sandbox):")
+        for step in TIMED_STEPS:
+            values = [r["timings"].get(step, 0.0) for r in results]
+            print(f"    {step:<24} {statistics.median(values):6.3f}   {STEP_NOTES[step]}")
         print("nbgrader autograde (sequential, student kernel)")
         print(f"  wall {t_nbg:.1f} s -> {60 * args.n / t_nbg:.1f} submissions/min")
         print(

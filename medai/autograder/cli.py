@@ -84,14 +84,14 @@ def grade(
     table = Table(title=f"{lab}: {len(summary.graded)} graded, {len(summary.skipped)} already done")
     for col in ("student", "status", "score", "tampered", "seconds", "messages"):
         table.add_column(col)
-    for r in sorted(summary.graded, key=lambda r: r["student"]):
+    for r in sorted(summary.graded, key=lambda r: r.student):
         table.add_row(
-            r["student"],
-            r["status"],
-            f"{r['auto_score']:g}/{r['max_score']:g}",
-            str(len({e["cell"] for e in r["tamper"]})) if r["tamper"] else "",
-            f"{r.get('seconds', 0):.1f}",
-            "; ".join(r["messages"])[:80],
+            r.student,
+            r.status,
+            f"{r.auto_score:g}/{r.max_score:g}",
+            str(len({e["cell"] for e in r.tamper})) if r.tamper else "",
+            f"{r.seconds:.1f}",
+            "; ".join(r.messages)[:80],
         )
     console.print(table)
     console.print(

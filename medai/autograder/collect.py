@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from medai.autograder import GradingError
 
 if TYPE_CHECKING:
-    from medai.autograder.batch import Course
+    from medai.autograder.steps.layout import Course
 
 # nbgrader's submission folder name, as the exchange keeper receives it: <owner>+<lab>+<time>[+r]
 _SUBMISSION_RE = re.compile(r"^(?P<owner>[^+/]+)\+(?P<lab>[^+/]+)\+[^+/]+(\+[^+/]+)?$")

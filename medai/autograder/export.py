@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import warnings
 from pathlib import Path
 
 from medai.autograder import GradingError
-from medai.autograder.batch import _atomic_write, open_course
+from medai.autograder.steps.layout import atomic_write, open_course, state_dir
+from medai.autograder.steps.result import GradeResult, read_result
 
 COLUMNS = [
     "student_id",
@@ -29,6 +29,10 @@ COLUMNS = [
     "tampered_cells",
     "messages",
 ]
+
+
+def _tampered_cells(res: GradeResult | None) -> int:
+    return len({e.get("cell") for e in res.tamper}) if res else 0
 
 
 def export_grades(course_dir: Path, out: Path, lab: str | None = None) -> int:
@@ -48,8 +52,7 @@ def export_grades(course_dir: Path, out: Path, lab: str | None = None) -> int:
                     sub = gb.find_submission(a, student)
                 except MissingEntry:
                     continue
-                res_file = course.root / "grading" / a / "results" / f"{student}.json"
-                res = json.loads(res_file.read_text()) if res_file.exists() else {}
+                res = read_result(state_dir(course, a) / "results" / f"{student}.json")
                 penalty = float(sub.late_submission_penalty or 0.0)
                 score = float(sub.score or 0.0)
                 rows.append(
@@ -57,14 +60,14 @@ def export_grades(course_dir: Path, out: Path, lab: str | None = None) -> int:
                         "student_id": student,
                         "lab": a,
                         "timestamp": sub.timestamp.isoformat() if sub.timestamp else "",
-                        "status": res.get("status", "not graded by medai"),
+                        "status": res.status if res else "not graded by medai",
                         "score": round(score, 4),
                         "max_score": float(sub.max_score),
                         "late_penalty": round(penalty, 4),
                         "final_score": round(max(0.0, score - penalty), 4),
                         "needs_manual_grade": bool(sub.needs_manual_grade),
-                        "tampered_cells": len({e["cell"] for e in res.get("tamper", [])}),
-                        "messages": " | ".join(res.get("messages", [])),
+                        "tampered_cells": _tampered_cells(res),
+                        "messages": " | ".join(res.messages) if res else "",
                     }
                 )
     buf = io.StringIO()
@@ -74,5 +77,5 @@ def export_grades(course_dir: Path, out: Path, lab: str | None = None) -> int:
     out = Path(out)
     if out.parent and not out.parent.exists():
         os.makedirs(out.parent, exist_ok=True)
-    _atomic_write(out, buf.getvalue())
+    atomic_write(out, buf.getvalue())
     return len(rows)

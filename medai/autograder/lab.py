@@ -30,15 +30,8 @@ from typing import Any
 import numpy as np
 
 from medai.autograder import plain
-from medai.autograder.tasks import (
-    FunctionTask,
-    ModelTask,
-    PredictTask,
-    PropertyTask,
-    TaskFile,
-    ValueTask,
-    load_tasks,
-)
+from medai.autograder.kinds.base import CheckFailed, describe
+from medai.autograder.tasks import ModelTask, TaskFile, load_tasks
 
 __all__ = [
     "CheckFailed",
@@ -254,8 +247,11 @@ def check(task_id: str, value: Any, *extra: Any) -> bool | None:
     plain values for the trusted scorer and returns ``None``. ``extra`` carries what a task kind
     needs besides the value (``predict``: the feature table, one row per id; ``property``: more
     values for the property, e.g. a second id list for ``disjoint``). For a ``model`` task the
-    value is a predict function, called on the split's inputs.
+    value is a predict function, called on the split's inputs. What each kind does is its unit
+    in :mod:`medai.autograder.kinds`.
     """
+    from medai.autograder.kinds import kind_of
+
     spec = _spec()
     if task_id not in spec.tasks:
         raise KeyError(f"no task '{task_id}' in the lab's tasks.yaml; known: {sorted(spec.tasks)}")
@@ -263,310 +259,23 @@ def check(task_id: str, value: Any, *extra: Any) -> bool | None:
     if _grading is not None:
         _record(task_id, task, value, extra)
         return None
-    if isinstance(task, ValueTask):
-        return _public_value(task_id, task, value)
-    if isinstance(task, FunctionTask):
-        return _public_function(task_id, task, value)
-    if isinstance(task, ModelTask):
-        return _public_model(task_id, task, value)
-    if isinstance(task, PropertyTask):
-        return _public_property(task_id, task, value, extra)
-    return _public_predict(task_id, task, value, extra)
-
-
-class CheckFailed(AssertionError):
-    """A public check failed; the message says what to fix."""
-
-
-def _say(ok: bool, task_id: str, message: str) -> bool:
-    if not ok:
-        raise CheckFailed(f"FAIL [{task_id}] {message}")
-    print(f"PASS [{task_id}] {message}")
-    return ok
+    return kind_of(task).check(task_id, task, value, extra)
 
 
 # --------------------------------------------------------------------------- grading mode
 
 
 def _record(task_id: str, task: Any, value: Any, extra: tuple) -> None:
+    from medai.autograder.kinds import kind_of
+
     g = _grading
     assert g is not None
     try:
-        if isinstance(task, ValueTask):
-            payload = plain.encode(value)
-        elif isinstance(task, FunctionTask):
-            payload = plain.encode(_call_cases(value, g.inputs_dir / f"{task_id}.json"))
-        elif isinstance(task, ModelTask):
-            payload = plain.encode(_predict_test(task, value))
-        elif isinstance(task, PropertyTask):
-            from medai.autograder.properties import to_plain_args
-
-            payload = plain.encode(to_plain_args((value, *extra)))
-        else:
-            payload = plain.encode(_predict_hidden(task, value, extra))
+        payload = plain.encode(kind_of(task).record(task_id, task, value, extra, g.inputs_dir))
         g.emit({"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "value": payload})
         print(f"recorded [{task_id}]: it is scored after grading")
     except Exception as exc:  # the trainee's value could not be recorded: scored 0, say why
         g.emit(
-            {"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "error": _describe(exc)}
+            {"type": "check", "task": task_id, "nb": g.nb, "cell": g.cell, "error": describe(exc)}
         )
-        print(f"could not record [{task_id}]: {_describe(exc)}")
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
-def _call_cases(fn: Any, cases_file: Path) -> list:
-    if not callable(fn):
-        raise TypeError(f"expected a function, got {type(fn).__name__}")
-    cases = json.loads(cases_file.read_text())
-    out: list = []
-    for kwargs in cases:
-        try:
-            out.append(fn(**kwargs))
-        except Exception as exc:
-            out.append(plain.CaseError(_describe(exc)))
-    return out
-
-
-def _features(task: PredictTask, X: Any) -> Any:
-    import pandas as pd
-
-    if not isinstance(X, pd.DataFrame):
-        raise TypeError(
-            f"pass the feature table too: check(task, model, X) with X a DataFrame indexed by "
-            f"{task.id_column}"
-        )
-    if task.id_column in X.columns:
-        X = X.set_index(task.id_column)
-    X = X.copy()
-    X.index = X.index.astype(str)
-    return X
-
-
-def _rows(task: PredictTask) -> tuple[Any, Any, list[str]]:
-    train = read_table(task.dataset, task.train_labels)
-    ids = read_table(task.dataset, task.test_ids.table)
-    for col, want in task.test_ids.where.items():
-        ids = ids[ids[col] == want]
-    y = train.set_index(train[task.id_column].astype(str))[task.target]
-    return y.index, y, [str(i) for i in ids[task.id_column]]
-
-
-def _scores(model: Any, X: Any) -> np.ndarray:
-    if hasattr(model, "predict_proba"):
-        s = np.asarray(model.predict_proba(X))
-        return s[:, 1] if s.ndim == 2 else s
-    if hasattr(model, "decision_function"):
-        return np.asarray(model.decision_function(X))
-    raise TypeError("the model needs predict_proba or decision_function")
-
-
-def _fit(model: Any, X: Any, y: Any) -> Any:
-    from sklearn.base import clone
-
-    if not hasattr(model, "fit"):
-        raise TypeError(f"expected a scikit-learn estimator, got {type(model).__name__}")
-    return clone(model).fit(X, y)
-
-
-def _predict_hidden(task: PredictTask, model: Any, extra: tuple) -> Any:
-    import pandas as pd
-
-    X = _features(task, extra[0] if extra else None)
-    train_ids, y, test_ids = _rows(task)
-    missing = [i for i in test_ids if i not in X.index]
-    if missing:
-        raise ValueError(f"the feature table lacks {len(missing)} of the rows to predict")
-    fitted = _fit(model, X.loc[train_ids], y.loc[train_ids].to_numpy())
-    scores = _scores(fitted, X.loc[test_ids]).astype(float)
-    return pd.Series(scores, index=test_ids)
-
-
-def _run_predict(task: ModelTask, fn: Any, split: str) -> tuple[Any, Any]:
-    """Load the public inputs of ``split`` (dev or test), call ``fn`` on them; validate."""
-    from medai.autograder.modeldata import load_source, to_plain_output, validate_output
-
-    if not callable(fn):
-        raise TypeError(f"expected a predict function, got {type(fn).__name__}")
-    src = getattr(task, split).inputs  # dev, test or members
-    inputs = load_source(src, data_dir(task.dataset))  # public only: no hidden folder given
-    n = len(inputs.value)
-    pred = to_plain_output(fn(inputs.value), task.output, inputs.ids)
-    return inputs, validate_output(pred, task.output, n)
-
-
-def _predict_test(task: ModelTask, fn: Any) -> Any:
-    """Grading mode: predictions for the test inputs (public files); never any label. With
-    ``members:``, the predictions for the members too (the scorer attacks them)."""
-    _, pred = _run_predict(task, fn, "test")
-    if task.members is None:
-        return pred
-    return {"test": pred, "members": _run_predict(task, fn, "members")[1]}
-
-
-# --------------------------------------------------------------------------- public mode
-
-
-def _public_model(task_id: str, task: ModelTask, fn: Any) -> bool:
-    from medai.autograder.metrics import METRICS, MetricError, by_group, compute
-    from medai.autograder.modeldata import (
-        OutputError,
-        align,
-        load_groups,
-        load_source,
-        validate_output,
-    )
-    from medai.autograder.scoring import metric_fraction
-
-    try:
-        inputs, pred = _run_predict(task, fn, "dev")
-    except OutputError as exc:
-        return _say(False, task_id, f"the predictions are malformed: {exc}")
-    except Exception as exc:
-        return _say(False, task_id, f"could not run the predict function: {_describe(exc)}")
-    try:
-        labels = align(inputs, load_source(task.dev.labels, data_dir(task.dataset)), "dev split")
-        groups = load_groups(task.dev, inputs, data_dir(task.dataset))
-    except Exception as exc:  # a lab or data problem, not the trainee's
-        return _say(False, task_id, f"could not load the dev labels: {_describe(exc)}")
-    if task.output.type == "mask":  # now that the labels are known, check the mask size
-        try:
-            validate_output(pred, task.output, len(pred), np.asarray(labels).shape[1:])
-        except OutputError as exc:
-            return _say(False, task_id, f"the predictions are malformed: {exc}")
-    members = None
-    if task.members is not None:  # the membership attack: members against the dev cases
-        try:
-            m_inputs, m_pred = _run_predict(task, fn, "members")
-            m_labels = align(
-                m_inputs, load_source(task.members.labels, data_dir(task.dataset)), "members"
-            )
-        except OutputError as exc:
-            return _say(False, task_id, f"the predictions for the members are malformed: {exc}")
-        except Exception as exc:
-            return _say(False, task_id, f"could not predict the members: {_describe(exc)}")
-        members = (m_labels, m_pred)
-    parts, fracs = [], []
-    for m in task.metrics:
-        y, scored, g = labels, pred, groups
-        if METRICS[m.name].membership and members is not None:
-            from medai.autograder.scoring import membership_pairs
-
-            y, scored = membership_pairs(members[0], members[1], labels, pred)
-            g = None  # the attack pairs members with dev cases: dev groups do not apply
-        try:
-            value = compute(m.name, y, scored, match_label=m.match_label, groups=g)
-        except MetricError as exc:
-            return _say(False, task_id, str(exc))
-        frac = metric_fraction(value, m.zero_marks_at, m.full_marks_at)
-        fracs.append(frac)
-        cmp = ">=" if m.full_marks_at > m.zero_marks_at else "<="
-        detail = by_group(m.name, labels, pred, groups)
-        parts.append(
-            f"{m.name} {value:.3f} (full marks at {cmp} {m.full_marks_at:g}, none at "
-            f"{'<=' if cmp == '>=' else '>='} {m.zero_marks_at:g})"
-            + (f" [{detail}]" if detail else "")
-        )
-    n = len(pred)
-    extra = f" and {len(members[1])} members" if members is not None else ""
-    msg = (
-        "; ".join(parts) + f" on {n} labelled dev cases{extra}: this would earn "
-        f"{sum(fracs) / len(fracs):.0%}. The grade uses the hidden test split."
-    )
-    return _say(min(fracs) >= 1.0, task_id, msg)
-
-
-def _public_property(task_id: str, task: PropertyTask, value: Any, extra: tuple) -> bool:
-    from medai.autograder.properties import evaluate, to_plain_args
-
-    try:  # the same plain round trip as when graded, so the verdict is the same
-        values = plain.decode(plain.encode(to_plain_args((value, *extra))))
-    except plain.PlainError as exc:
-        return _say(False, task_id, f"this value cannot be graded: {exc}")
-    frac, msg = evaluate(task.property, values, task.params)
-    return _say(frac >= 1.0, task_id, msg + ("" if frac >= 1.0 else f" (score {frac:.0%})"))
-
-
-def _public_value(task_id: str, task: ValueTask, value: Any) -> bool:
-    want = task.public
-    kinds = {
-        "float": (float, np.floating, int, np.integer),
-        "int": (int, np.integer),
-        "bool": (bool, np.bool_),
-        "str": (str,),
-        "array": (np.ndarray,),
-    }
-    if want.type == "series":
-        import pandas as pd
-
-        kinds["series"] = (pd.Series,)
-    if want.type and not isinstance(value, kinds[want.type]):
-        return _say(False, task_id, f"expected a {want.type}, got {type(value).__name__}")
-    if isinstance(value, bool | np.bool_) and want.type in ("float", "int"):
-        return _say(False, task_id, f"expected a {want.type}, got a bool")
-    try:
-        plain.encode(value)
-    except plain.PlainError as exc:
-        return _say(False, task_id, f"this value cannot be graded: {exc}")
-    if want.min is not None or want.max is not None:
-        arr = np.asarray(value, dtype=float)
-        if not np.all(np.isfinite(arr)):
-            return _say(False, task_id, "the value is not finite")
-        lo = -np.inf if want.min is None else want.min
-        hi = np.inf if want.max is None else want.max
-        if arr.min() < lo or arr.max() > hi:
-            return _say(False, task_id, f"expected values between {lo} and {hi}")
-    return _say(True, task_id, "has the right form; the grader compares it with the reference")
-
-
-def _public_function(task_id: str, task: FunctionTask, fn: Any) -> bool:
-    from medai.autograder.scoring import values_match
-
-    if not callable(fn):
-        return _say(False, task_id, f"expected a function, got {type(fn).__name__}")
-    problems = []
-    for ex in task.examples:
-        try:
-            got = fn(**ex.args)
-        except Exception as exc:
-            problems.append(f"{ex.args} raised {_describe(exc)}")
-            continue
-        try:
-            match = values_match(ex.expect, plain.decode(plain.encode(got)), task.tolerance)
-        except plain.PlainError as exc:
-            problems.append(f"{ex.args} returned something ungradable: {exc}")
-            continue
-        if not match:
-            problems.append(f"{ex.args}: expected {ex.expect!r}, got {got!r}")
-    if problems:
-        return _say(False, task_id, "; ".join(problems))
-    return _say(
-        True, task_id, f"{len(task.examples)} worked example(s) right; the grader tries more"
-    )
-
-
-def _public_predict(task_id: str, task: PredictTask, model: Any, extra: tuple) -> bool:
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
-
-    from medai.autograder.scoring import metric_fraction
-
-    try:
-        X = _features(task, extra[0] if extra else None)
-        train_ids, y, _ = _rows(task)
-        fit_ids, val_ids = train_test_split(
-            list(train_ids), test_size=task.public_holdout, random_state=0, stratify=y.to_numpy()
-        )
-        fitted = _fit(model, X.loc[fit_ids], y.loc[fit_ids].to_numpy())
-        auc = float(roc_auc_score(y.loc[val_ids].to_numpy(), _scores(fitted, X.loc[val_ids])))
-    except Exception as exc:
-        return _say(False, task_id, f"could not fit and score the model: {_describe(exc)}")
-    frac = metric_fraction(auc, task.zero_marks_at, task.full_marks_at)
-    msg = (
-        f"AUROC {auc:.3f} on {len(val_ids)} held-out public training rows (full marks at "
-        f">= {task.full_marks_at}, none at <= {task.zero_marks_at}: this would earn "
-        f"{frac:.0%}). The grade uses the hidden split."
-    )
-    return _say(frac >= 1.0, task_id, msg)
+        print(f"could not record [{task_id}]: {describe(exc)}")

@@ -6,7 +6,7 @@ trusted parent reads with a size cap, validates, and scores. The kernel is an in
 ``InteractiveShell`` (the same machinery ipykernel wraps): state carries over between cells and
 magics work, and there is no kernel start or ZeroMQ round trip per cell. Records::
 
-    {"type": "start"}
+    {"type": "start", "t": monotonic clock}    {"type": "ready", "t": ...}  (imports done)
     {"type": "cell", "nb": name, "index": i, "ok": bool, "error": str|null, "stdout": str, "stderr": str}
     {"type": "check", "task": id, "cell": i, "value": plain}      (from medai.autograder.lab)
     {"type": "done"}
@@ -67,7 +67,7 @@ def main(job_dir: str = "/job") -> None:
         channel.write(json.dumps(record) + "\n")
         channel.flush()
 
-    emit({"type": "start"})
+    emit({"type": "start", "t": time.monotonic()})  # clock readings: benchmarks only
     work = Path.cwd()
     for item in Path(job_dir, "files").iterdir():
         dest = work / item.name
@@ -82,6 +82,7 @@ def main(job_dir: str = "/job") -> None:
     from medai.autograder.tasks import parse_tasks
 
     state = lab._enter_grading(parse_tasks(job["tasks"]), Path(job_dir, "inputs"), emit)
+    emit({"type": "ready", "t": time.monotonic()})
     sys.path.insert(0, str(work))
     real_out, real_err = sys.stdout, sys.stderr
     sys.stdin = open(os.devnull)  # noqa: SIM115 - input() in a cell reads EOF, never blocks

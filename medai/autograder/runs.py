@@ -10,7 +10,6 @@ one runs returns the running one. Runs live in memory (the results themselves ar
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,9 @@ from medai.autograder.collect import check_id, received
 from medai.autograder.sandbox import SandboxBackend, get_backend
 
 if TYPE_CHECKING:
-    from medai.autograder.batch import BatchEvent, Course
+    from medai.autograder.batch import BatchEvent
+    from medai.autograder.steps.layout import Course
+    from medai.autograder.steps.result import GradeResult
 
 # medai.autograder.batch (nbformat, numpy: seconds to import) is imported when first needed, so
 # the service answers the hub at once; medai.hub.grading warms it up right after it starts.
@@ -69,33 +70,32 @@ class GradingRun:
         return out
 
 
-def result_row(result: dict, graded_now: bool) -> dict:
-    """The per-student line of the result table, from a stored result file."""
-    messages = list(result.get("messages", []))
-    for gid, t in result.get("tasks", {}).items():
-        score = "hand" if t.get("score") is None else f"{t['score']:g}"
-        messages.append(f"{gid}: {score}/{t.get('max') or 0:g} {t.get('message', '')}".strip())
-    auto = float(result.get("auto_score") or 0.0)
-    penalty = float(result.get("late_penalty") or 0.0)
+def result_row(result: GradeResult, graded_now: bool) -> dict:
+    """The per-student line of the result table."""
+    messages = list(result.messages)
+    for gid, t in result.tasks.items():
+        score = "hand" if t.score is None else f"{t.score:g}"
+        messages.append(f"{gid}: {score}/{t.max or 0:g} {t.message}".strip())
+    auto = float(result.auto_score or 0.0)
+    penalty = float(result.late_penalty or 0.0)
     return {
-        "student": result.get("student"),
-        "status": result.get("status"),
+        "student": result.student,
+        "status": result.status,
         "score": round(auto - penalty, 4),
         "auto_score": auto,
         "late_penalty": penalty,
-        "max": float(result.get("max_score") or 0.0),
-        "tampered": bool(result.get("tamper")),
+        "max": float(result.max_score or 0.0),
+        "tampered": bool(result.tamper),
         "messages": messages,
         "graded_now": graded_now,
     }
 
 
-def load_result(course: Course, lab_id: str, student: str) -> dict | None:
-    path = course.root / "grading" / lab_id / "results" / f"{student}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def load_result(course: Course, lab_id: str, student: str) -> GradeResult | None:
+    """The stored result of one student, or None (none yet, or unreadable)."""
+    from medai.autograder.steps.result import read_result
+
+    return read_result(course.root / "grading" / lab_id / "results" / f"{student}.json")
 
 
 class GradingRuns:
@@ -128,7 +128,7 @@ class GradingRuns:
     # ------------------------------------------------------------------ reading
 
     def course(self) -> Course:
-        from medai.autograder.batch import open_course
+        from medai.autograder.steps.layout import open_course
 
         # never reads the course's nbgrader_config.py: see open_course
         return open_course(self.course_dir, course_id=self.course_id)
@@ -146,7 +146,7 @@ class GradingRuns:
 
     def overview(self) -> list[dict]:
         """Each lab with its counts: students with a received, collected and graded submission."""
-        from medai.autograder.batch import list_students
+        from medai.autograder.steps.layout import list_students
 
         course = self.course()
         out = []
@@ -167,7 +167,7 @@ class GradingRuns:
 
     def results(self, lab_id: str) -> list[dict]:
         """The stored result of every collected submission of ``lab_id``."""
-        from medai.autograder.batch import list_students
+        from medai.autograder.steps.layout import list_students
 
         course = self.course()
         self.check_lab(lab_id)
@@ -257,19 +257,21 @@ class GradingRuns:
                     if event.student in run.current:
                         run.current.remove(event.student)
                     run.done += 1
-                    r = result_row(event.result or {}, graded_now=True)
-                    self._note(
-                        run,
-                        f"{event.student}: {r['score']:g} / {r['max']:g} {r['status']} "
-                        f"({run.done} of {run.total} done)",
-                    )
+                    if event.result is not None:
+                        r = result_row(event.result, graded_now=True)
+                        self._note(
+                            run,
+                            f"{event.student}: {r['score']:g} / {r['max']:g} {r['status']} "
+                            f"({run.done} of {run.total} done)",
+                        )
 
         return on_event
 
     def _work(self, run: GradingRun) -> None:
-        from medai.autograder.batch import grade_lab, list_students, refuse_links
+        from medai.autograder.batch import grade_lab
         from medai.autograder.collect import collect
         from medai.autograder.policy import load_policy
+        from medai.autograder.steps.layout import list_students, refuse_links
 
         t0 = time.monotonic()
         who = f" for {run.requested_by}" if run.requested_by else ""

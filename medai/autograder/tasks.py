@@ -37,7 +37,7 @@ Free-text answers are nbgrader's manually graded cells and need no entry here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,12 +62,6 @@ class PublicShape(_Strict):
     max: float | None = None
 
 
-class ValueTask(_Strict):
-    kind: Literal["value"]
-    tolerance: Tolerance = Tolerance()
-    public: PublicShape = PublicShape()
-
-
 class ArgSpec(_Strict):
     """How the grader draws one argument: exactly one of uniform, integers, choice."""
 
@@ -89,38 +83,9 @@ class Example(_Strict):
     expect: Any
 
 
-class FunctionTask(_Strict):
-    kind: Literal["function"]
-    args: dict[str, ArgSpec] = Field(description="Keyword arguments the grader draws.")
-    n_cases: int = Field(40, ge=1, le=10_000)
-    examples: list[Example] = Field(default_factory=list, description="Public worked examples.")
-    tolerance: Tolerance = Tolerance()
-    partial: bool = Field(True, description="Credit the share of cases right (else all or none).")
-
-
 class TableRef(_Strict):
     table: str
     where: dict[str, Any] = Field(default_factory=dict)
-
-
-class PredictTask(_Strict):
-    kind: Literal["predict"]
-    dataset: str
-    id_column: str
-    target: str
-    train_labels: str = Field(description="Public table with the training labels.")
-    test_ids: TableRef = Field(description="Public rows whose outcome the model predicts.")
-    hidden_labels: str = Field(description="Hidden table with the test labels (scorer only).")
-    metric: Literal["auroc"] = "auroc"
-    full_marks_at: float = Field(0.8, description="Metric value that earns all the points.")
-    zero_marks_at: float = Field(0.6, description="Metric value at or below which it earns 0.")
-    public_holdout: float = Field(0.2, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _order(self) -> PredictTask:
-        if self.full_marks_at <= self.zero_marks_at:
-            raise ValueError("full_marks_at must be above zero_marks_at")
-        return self
 
 
 # --------------------------------------------------------------------------- kind: model
@@ -279,86 +244,13 @@ class OracleSpec(_Strict):
         return self
 
 
-class ModelTask(_Strict):
-    kind: Literal["model"]
-    dataset: str
-    dev: Split = Field(description="A labelled public split: instant feedback.")
-    test: Split = Field(description="Public inputs, hidden labels: the grade.")
-    output: OutputSpec
-    metrics: list[MetricSpec] = Field(min_length=1)
-    oracle: OracleSpec | None = Field(
-        None, description="An expert the notebook may ask for labels (active learning)."
-    )
-    members: Split | None = Field(
-        None,
-        description="Public, labelled training cases of the model: a membership-inference "
-        "metric attacks them against the test cases (dev cases while you work).",
-    )
+# Each kind's model lives in its unit (medai/autograder/kinds/<kind>.py, ``Kind.model``); the
+# task file takes any of them, told apart by ``kind``. The units import the shared parts above
+# from this module, so they are loaded here, once those parts exist.
+from medai.autograder.kinds.base import kind_models  # noqa: E402
 
-    @model_validator(mode="after")
-    def _fits(self) -> ModelTask:
-        from medai.autograder.metrics import METRICS
-
-        if self.dev.labels.hidden:
-            raise ValueError("dev.labels must be public: the instant feedback uses them")
-        if not self.test.labels.hidden:
-            raise ValueError(
-                "test.labels must say `hidden: true` (read from <root>/hidden/<dataset>/ by the "
-                "scorer only); a public test split would let trainees fit on it"
-            )
-        membership = [m.name for m in self.metrics if METRICS[m.name].membership]
-        if membership and self.members is None:
-            raise ValueError(
-                f"metric(s) {membership} attack the model's training cases: give `members:` "
-                "(their public inputs and labels)"
-            )
-        if self.members is not None and self.members.labels.hidden:
-            raise ValueError("members.labels must be public: they are the model's training data")
-        for m in self.metrics:
-            if METRICS[m.name].grouped and (self.dev.groups is None or self.test.groups is None):
-                raise ValueError(
-                    f"metric '{m.name}' is computed by group: give `groups` (a public source "
-                    "of each input's group) in both dev and test"
-                )
-            ok = METRICS[m.name].accepts
-            if not ok(self.output):
-                raise ValueError(
-                    f"metric '{m.name}' needs {METRICS[m.name].needs}, not a "
-                    f"{self.output.type} output"
-                    + (f" with {self.output.classes} classes" if self.output.classes else "")
-                )
-        return self
-
-
-# --------------------------------------------------------------------------- kind: property
-
-
-class PropertyTask(_Strict):
-    kind: Literal["property"]
-    property: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _known(self) -> PropertyTask:
-        from medai.autograder.properties import PROPERTIES
-
-        if self.property not in PROPERTIES:
-            raise ValueError(f"unknown property '{self.property}'; known: {sorted(PROPERTIES)}")
-        model = PROPERTIES[self.property].params
-        try:
-            model.model_validate(self.params)
-        except ValidationError as exc:
-            errs = "; ".join(
-                f"params.{'.'.join(str(p) for p in e['loc']) or '(all)'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise ValueError(f"bad params for property '{self.property}': {errs}") from None
-        return self
-
-
-Task = Annotated[
-    ValueTask | FunctionTask | PredictTask | ModelTask | PropertyTask, Field(discriminator="kind")
-]
+TASK_MODELS: tuple[type[BaseModel], ...] = kind_models()
+Task = Annotated[Union[TASK_MODELS], Field(discriminator="kind")]  # noqa: UP007
 
 
 class TaskFile(_Strict):
@@ -391,3 +283,27 @@ def load_tasks(path: Path | str) -> TaskFile:
     except yaml.YAMLError as exc:
         raise GradingError(f"{path} is not valid YAML: {exc}") from None
     return parse_tasks(data, str(path))
+
+
+# the kinds' models, importable from here as before
+from medai.autograder.kinds.function import FunctionTask  # noqa: E402
+from medai.autograder.kinds.model import ModelTask  # noqa: E402
+from medai.autograder.kinds.predict import PredictTask  # noqa: E402
+from medai.autograder.kinds.property import PropertyTask  # noqa: E402
+from medai.autograder.kinds.value import ValueTask  # noqa: E402
+
+__all__ = [
+    "ArgSpec",
+    "DataSource",
+    "FunctionTask",
+    "ModelTask",
+    "OutputSpec",
+    "PredictTask",
+    "PropertyTask",
+    "Split",
+    "TaskFile",
+    "Tolerance",
+    "ValueTask",
+    "load_tasks",
+    "parse_tasks",
+]

@@ -428,6 +428,51 @@ def forged_pickle(nb, ctx):
     return _nb(_answer(nb, "ckd_rate_answer", code))
 
 
+def forged_records(nb, ctx):
+    """Every malformed shape a sandbox record can take, on the result pipe: lines that are not
+    JSON, not UTF-8 or nested past any parser's depth; records whose fields have the wrong
+    types; a single oversized value; plain values of a shape no scorer takes. Each must end
+    as a clean verdict for this submission (0 points, a message), never a grader error."""
+    code = """
+    import json, os
+    import medai.autograder.lab as lab
+    g = lab._grading
+    fd = int(os.environ.get("MEDAI_RESULT_FD", "3"))
+    os.write(fd, b"this is not json\\n")
+    os.write(fd, b'{"type": "cell", "nb": "pilot.ipynb", "index": 1, "ok": true, "stdout": "\\xff\\xfe"}\\n')
+    os.write(fd, b'\\xff\\xfe\\xfd\\n')
+    os.write(fd, b"[" * 200_000 + b"\\n")
+    os.write(fd, b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"\\n")
+    for rec in (
+        {"type": "cell", "nb": ["pilot.ipynb"], "index": {"i": 1}, "ok": "yes"},
+        {"type": "cell", "nb": "pilot.ipynb", "index": 6, "ok": False, "error": {"e": [1]}},
+        {"type": "cell", "nb": "pilot.ipynb", "index": True, "ok": True, "seconds": "1e999"},
+        {"type": "check", "task": ["ckd_rate"], "nb": "pilot.ipynb", "cell": 6, "value": 1},
+        {"type": "check", "task": "egfr", "nb": "pilot.ipynb", "cell": 9, "error": [1, 2]},
+        [1, 2, 3],
+        "a string",
+    ):
+        os.write(fd, json.dumps(rec).encode() + b"\\n")
+    real = g.emit
+    def forge(rec):
+        if rec.get("type") == "check" and rec.get("task") == "ckd_model":
+            strings = {"t": "list", "v": [{"t": "str", "v": "x"}]}
+            rec = dict(rec, value={"t": "dict", "v": {"index": strings, "values": strings}})
+            rec.pop("error", None)
+        if rec.get("type") == "check" and rec.get("task") == "ckd_rate":
+            rec = dict(rec, value={"t": "str", "v": "9" * 20_000_000})
+            rec.pop("error", None)
+        if rec.get("type") == "check" and rec.get("task") == "egfr":
+            rec = dict(rec, value={"t": "list", "v": [{"t": "dict", "v": {"k": {"t": "int", "v": 1}}}] * 40})
+            rec.pop("error", None)
+        real(rec)
+    g.emit = forge
+    from sklearn.dummy import DummyClassifier
+    ckd_rate, model = 0.5, DummyClassifier()  # so that the check cells record (forged) values
+    """
+    return _nb(_answer(nb, "ckd_rate_answer", code))
+
+
 # --- network ---------------------------------------------------------------------------------
 
 
@@ -512,6 +557,7 @@ ATTACKS: list[Attack] = [
         status="output-limit",
     ),
     Attack("forged_pickle", "forged records carrying a pickle", forged_pickle),
+    Attack("forged_records", "malformed records of every kind", forged_records),
     Attack("network", "reaching the network", network),
     Attack("invalid_json", "invalid JSON", invalid_json, status="invalid"),
     Attack("wrong_nbformat", "wrong nbformat", wrong_nbformat, status="invalid"),
