@@ -44,6 +44,7 @@ from medai.autograder import GradingError
 from medai.isolation import bwrap, profiles
 from medai.isolation.cgroups import Cgroup, join_argv
 from medai.isolation.limits import Limits
+from medai.isolation.rlimits import prlimit_argv, read_block, read_capped
 
 __all__ = ["Limits", "SandboxJob", "SandboxResult", "BubblewrapBackend", "InsecureBackend"]
 
@@ -81,35 +82,6 @@ class SandboxBackend(Protocol):
 # --------------------------------------------------------------------------- running
 
 
-def _prlimit(limits: Limits, nproc: bool) -> list[str]:
-    args = [
-        "prlimit",
-        f"--cpu={limits.cpu_s}",
-        f"--as={limits.memory_mb * 1024 * 1024}",
-        f"--fsize={limits.file_size_mb * 1024 * 1024}",
-        f"--nofile={limits.open_files}",
-        "--core=0",
-    ]
-    if nproc:
-        args.append(f"--nproc={limits.processes}")
-    return [*args, "--"]
-
-
-def _read_capped(stream, cap: int, sink: list[bytes], over: threading.Event) -> None:
-    """Drain ``stream`` keeping at most ``cap`` bytes; set ``over`` when more arrives."""
-    size = 0
-    while True:
-        block = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-        if not block:
-            break
-        if size < cap:
-            sink.append(block[: cap - size])
-        size += len(block)
-        if size > cap:
-            over.set()
-    stream.close()
-
-
 def _read_serving(
     stream,
     cap: int,
@@ -118,7 +90,7 @@ def _read_serving(
     serve: Callable[[dict], dict],
     answer_fd: int,
 ) -> None:
-    """:func:`_read_capped`, answering each ``oracle`` request line on ``answer_fd`` as it comes.
+    """:func:`~medai.isolation.rlimits.read_capped`, answering each ``oracle`` request line on ``answer_fd`` as it comes.
 
     A kernel that stops reading its answers fills the answer pipe and stalls here until the wall
     clock ends the run (the write then fails: the sandbox's end is gone).
@@ -127,7 +99,7 @@ def _read_serving(
     answers = os.fdopen(answer_fd, "wb", buffering=0)
     try:
         while True:
-            block = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            block = read_block(stream)
             if not block:
                 break
             if size < cap:
@@ -201,13 +173,13 @@ def _execute(
     result_over, log_over = threading.Event(), threading.Event()
     result_args = (os.fdopen(r, "rb"), limits.result_mb * 1024 * 1024, result_chunks, result_over)
     readers = [
-        threading.Thread(target=_read_capped, args=result_args, daemon=True)
+        threading.Thread(target=read_capped, args=result_args, daemon=True)
         if job.oracle is None
         else threading.Thread(
             target=_read_serving, args=(*result_args, job.oracle, answer_w), daemon=True
         ),
         threading.Thread(
-            target=_read_capped,
+            target=read_capped,
             args=(proc.stdout, limits.log_kb * 1024, log_chunks, log_over),
             daemon=True,
         ),
@@ -318,7 +290,7 @@ class BubblewrapBackend:
 
         def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:
             nproc = "processes" not in cg.enforced
-            argv = _prlimit(job.limits, nproc=nproc)
+            argv = prlimit_argv(job.limits, nproc=nproc)
             argv += self._argv(job, {**env, "MEDAI_RESULT_FD": str(fd), **extra_env})
             return [*argv, sys.executable, "-I", "-m", "medai.autograder.runner", "/job"]
 
@@ -345,7 +317,7 @@ class InsecureBackend:
                 env["MEDAI_DATA"] = str(job.data_dir)
             cg = Cgroup.create(f"medai-grade-{uuid.uuid4().hex[:12]}", job.limits)
             nproc = "processes" not in cg.enforced and os.geteuid() != 0
-            argv = _prlimit(job.limits, nproc=nproc)
+            argv = prlimit_argv(job.limits, nproc=nproc)
             argv += [sys.executable, "-I", "-m", "medai.autograder.runner", str(job.job_dir)]
 
             def argv_for(fd: int, extra_env: dict[str, str]) -> list[str]:

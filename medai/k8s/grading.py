@@ -40,6 +40,7 @@ from pathlib import Path
 from medai.autograder.sandbox import SandboxJob, SandboxResult
 from medai.isolation.limits import Limits
 from medai.isolation.profiles import JOB_ENV
+from medai.isolation.rlimits import prlimit_argv
 
 JOB_LABEL = {"medai.io/component": "grading-job"}  # what the chart's deny-all policy selects
 POLICY_NAME = "medai-grading-jobs"
@@ -51,20 +52,6 @@ _API_LOCK = threading.Lock()
 
 class KubernetesGradingError(RuntimeError):
     """A job this backend cannot run (what, and how to fix it)."""
-
-
-def prlimit_argv(limits: Limits) -> list[str]:
-    """The rlimits of the local sandbox, set in the pod by util-linux ``prlimit``."""
-    args = [
-        "prlimit",
-        f"--as={limits.memory_mb * 1024 * 1024}",
-        f"--fsize={limits.file_size_mb * 1024 * 1024}",
-        f"--nofile={limits.open_files}",
-        "--core=0",
-    ]
-    if limits.cpu_s is not None:
-        args.insert(1, f"--cpu={limits.cpu_s}")
-    return [*args, "--"]
 
 
 def pack_job(job_dir: Path) -> bytes:

@@ -29,6 +29,7 @@ from pathlib import Path
 from medai.isolation import bwrap, profiles
 from medai.isolation.cgroups import Cgroup, join_argv
 from medai.isolation.limits import Limits
+from medai.isolation.rlimits import prlimit_argv, read_capped
 
 MAX_DEPTH = 8
 MAX_COLUMNS = 64
@@ -112,20 +113,6 @@ def parse_records(raw: bytes, n_rows: int) -> tuple[str, dict | None, str | None
     return "ok", result, None
 
 
-def _drain(stream, cap: int, sink: list[bytes], over: threading.Event) -> None:
-    size = 0
-    while True:
-        block = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-        if not block:
-            break
-        if size < cap:
-            sink.append(block[: cap - size])
-        size += len(block)
-        if size > cap:
-            over.set()
-    stream.close()
-
-
 def run_job(
     jobs_root: Path,
     private_dir: Path,
@@ -154,17 +141,8 @@ def run_job(
         profile = profiles.data_job(
             job_dir, private_dir.resolve(), bwrap.Software.detect(), limits, env
         )
-        prl = [
-            "prlimit",
-            f"--cpu={limits.cpu_s}",
-            f"--as={limits.memory_mb << 20}",
-            f"--fsize={limits.file_size_mb << 20}",
-            f"--nofile={limits.open_files}",
-            "--core=0",
-        ]
-        if "processes" not in cg.enforced:
-            prl.append(f"--nproc={limits.processes}")
-        argv = join_argv(cg) + prl + ["--"] + bwrap.argv(profile, exe)
+        prl = prlimit_argv(limits, nproc="processes" not in cg.enforced)
+        argv = join_argv(cg) + prl + bwrap.argv(profile, exe)
         argv += [sys.executable, "-I", "-m", "medai.sandbox.runner", "/job"]
         start = time.monotonic()
         try:
@@ -183,7 +161,7 @@ def run_job(
         chunks: list[bytes] = []
         over = threading.Event()
         reader = threading.Thread(
-            target=_drain,
+            target=read_capped,
             args=(os.fdopen(r, "rb"), limits.result_mb << 20, chunks, over),
             daemon=True,
         )
