@@ -77,8 +77,8 @@ def main() -> None:
         bench_scoring()
         return
 
-    from medai.autograder.testing import lab_data_key, make_course, solved, submit
     from medai.synthetic.core import generate
+    from medai.testing.course import lab_data_key, make_course, solved, submit
 
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -39,18 +39,11 @@ import httpx
 import yaml
 
 from medai.config import parse_config
-from medai.hub.client import HubUser
 from medai.hub.launcher import free_port, start_hub
 from medai.hub.roles import student_group
+from medai.testing.browser import launch_chromium
+from medai.testing.hub import HubUser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 # Figures from issue 14, measured before this work on a quiet 2-core machine.
 BEFORE = {"cold": 9.9, "burst_median": 72.0, "api_p95": 3.8}
 GOALS = {"warm": 2.0, "cold": 5.0, "burst_all": 30.0, "api_p95": 0.5}
@@ -181,7 +174,7 @@ def browser_logins(hub, passwords: dict, users: list[str], stop_after: bool) -> 
 
     out = []
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         for user in users:
             ctx = b.new_context(viewport={"width": 1280, "height": 800})
             page = ctx.new_page()

@@ -8,6 +8,9 @@ Verbs owned by other subpackages are registered from their own ``cli.py`` (each 
 - ``medai data ...``                     :mod:`medai.synthetic.cli`
 - ``medai grade`` / ``medai grades ...`` :mod:`medai.autograder.cli`
 - ``medai site build|serve``             :mod:`medai.site.cli`
+- ``medai helm values|schema``           :mod:`medai.k8s.cli`
+- ``medai models list|show|build``       :mod:`medai.catalog.cli`
+- ``medai sandbox verify-log``           :mod:`medai.sandbox.cli`
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 import typer
 
 from medai import __version__, ensure_env_bin_on_path
-from medai.config import ConfigError, load_config, render_reference
+from medai.config import ConfigError, load_config
+from medai.paths import package_dir, repo
 
 app = typer.Typer(
     name="medai",
@@ -30,9 +34,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check the course configuration and render its reference.")
 app.add_typer(config_app, name="config")
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_PATH = REPO_ROOT / "courses" / "reference" / "course-config.md"
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -68,27 +69,47 @@ def config_check(path: Path = typer.Argument(..., help="Course configuration YAM
 
 @config_app.command("docs")
 def config_docs(
-    out: Path = typer.Option(REFERENCE_PATH, help="Where to write the Markdown reference."),
-    check: bool = typer.Option(False, help="Exit 1 if the file differs instead of writing it."),
+    out: Path = typer.Option(
+        None,
+        help="Folder to write the Markdown references into (default: courses/reference/ of "
+        "the checkout).",
+        show_default=False,
+    ),
+    check: bool = typer.Option(False, help="Exit 1 if a page differs instead of writing it."),
 ) -> None:
-    """Render the course configuration reference from the model."""
-    text = render_reference()
+    """Render the reference pages (course configuration, grading policy) from their models."""
+    from medai.reference import PAGES
+
+    out = out or repo("courses", "reference")
+    stale = []
+    for name, render in PAGES.items():
+        path, text = out / name, render()
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}")
+    if stale:
+        raise fail(f"{', '.join(stale)} out of date; run `medai config docs`", 1)
     if check:
-        if not out.exists() or out.read_text(encoding="utf-8") != text:
-            raise fail(f"{out} is out of date; run `medai config docs`", 1)
-        typer.echo(f"{out} is up to date")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {out}")
+        typer.echo(f"{out}: {len(PAGES)} reference page(s) up to date")
 
 
 # Subpackages that add verbs. A module that is not there yet is skipped; one that is there but
 # fails to import raises, so a broken verb is never silently missing.
-_PLUGINS = ("medai.hub.cli", "medai.synthetic.cli", "medai.autograder.cli", "medai.site.cli")
+_PLUGINS = (
+    "medai.hub.cli",
+    "medai.synthetic.cli",
+    "medai.autograder.cli",
+    "medai.site.cli",
+    "medai.k8s.cli",
+    "medai.catalog.cli",
+    "medai.sandbox.cli",
+)
 for _mod in _PLUGINS:
-    _pkg_dir = Path(__file__).parent / _mod.split(".")[1]
-    if (_pkg_dir / "cli.py").exists():
+    if (package_dir() / _mod.split(".")[1] / "cli.py").exists():
         importlib.import_module(_mod).register(app)
 
 

@@ -180,6 +180,116 @@ class Servers(_Strict):
     )
 
 
+OutputKind = Literal["table", "regression", "dp_count", "dp_mean", "model"]
+
+
+class ReleasePolicy(_Strict):
+    """What may leave the data sandbox for one dataset (statistical disclosure control).
+
+    The defaults follow the practice of trusted research environments: a minimum of 10
+    contributors per cell, counts rounded to base 5, the n-k dominance rule (2 largest under
+    90 %) and the p-ratio rule (10 %), no minima or maxima, no row-level output (see the data
+    sandbox guide)."""
+
+    min_cell: int = Field(
+        default=10,
+        ge=1,
+        description="Threshold rule: a table cell, regression or subset counts at least this "
+        "many patients, else it is suppressed (tables) or refused.",
+    )
+    rounding_base: int = Field(
+        default=5, ge=1, description="Released counts are rounded to a multiple of this."
+    )
+    mean_decimals: int = Field(
+        default=1,
+        ge=0,
+        le=6,
+        description="Released means and coefficients keep this many decimals.",
+    )
+    nk_n: int = Field(
+        default=2,
+        ge=1,
+        description="Dominance (n-k) rule: the n largest contributions to a cell ...",
+    )
+    nk_k: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="... contributions must be under this share of a cell's total.",
+    )
+    p_ratio: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="p-ratio rule: a cell's total minus its two largest contributions must be at "
+        "least this share of the largest.",
+    )
+    max_cells: int = Field(
+        default=60, ge=1, description="Most cells (or coefficients) one released output may have."
+    )
+    outputs: list[OutputKind] = Field(
+        default_factory=lambda: ["table", "regression", "dp_count", "dp_mean", "model"],
+        description="Kinds of output trainees may ask for; any other is refused.",
+    )
+    epsilon_budget: float = Field(
+        default=2.0,
+        ge=0,
+        description="Differential-privacy budget (total epsilon) of one trainee on this dataset.",
+    )
+    max_jobs_per_hour: int = Field(
+        default=30, ge=1, description="Rate limit: jobs one trainee may submit per hour."
+    )
+    job_seconds: float = Field(
+        default=60, gt=0, le=3600, description="Wall-clock limit of one job in its sandbox."
+    )
+    mia_auc_max: float = Field(
+        default=0.65,
+        gt=0.5,
+        le=1,
+        description="Model release: the worst-case membership-inference attack (SACRO-ML) must "
+        "score an AUC below this, else the model is held for the data owner.",
+    )
+
+
+class SandboxDataset(_Strict):
+    """A private dataset trainees compute on without seeing it, and its public mock twin."""
+
+    name: str = Field(pattern=ID_RE, description="Identifier, e.g. `cohort`.")
+    title: str = Field(min_length=1, description="Shown in the catalogue.")
+    generator: Literal["cohort"] = Field(
+        default="cohort",
+        description="What generates it: `cohort` (patients with risk factors and a stroke "
+        "outcome), drawn from the deployment's data secret.",
+    )
+    n: int = Field(default=2000, ge=50, le=1_000_000, description="Patients in the private data.")
+    mock_seed: int = Field(
+        default=20261202,
+        ge=0,
+        description="Public seed of the mock twin (same schema, synthetic values, readable).",
+    )
+    owner: UserName = Field(
+        description="The data owner: reviews held outputs and access requests (a course user)."
+    )
+    policy: ReleasePolicy = Field(
+        default_factory=ReleasePolicy, description="Release rules (disclosure control)."
+    )
+
+
+class Sandbox(_Strict):
+    """The data sandbox ("usable but invisible"): private datasets, reached only by jobs."""
+
+    datasets: list[SandboxDataset] = Field(
+        default_factory=list, description="Sandboxed datasets; none: no sandbox service."
+    )
+    timing_quantum_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="A job's result becomes visible only at a whole multiple of this many "
+        "seconds after submission, so run time carries little information.",
+    )
+
+
 class CourseConfig(_Strict):
     """Top level of the course configuration file."""
 
@@ -195,6 +305,15 @@ class CourseConfig(_Strict):
     servers: Servers = Field(
         default_factory=Servers,
         description="Start queue, class sessions and culling of the trainees' servers.",
+    )
+    grading_policy: str | None = Field(
+        default=None,
+        description="Grading policy file (YAML; see the grading policy reference) used by the "
+        "hub's grading service, relative to this file. Unset: the built-in defaults.",
+    )
+    sandbox: Sandbox = Field(
+        default_factory=Sandbox,
+        description="The data sandbox: private datasets, their mock twins and release rules.",
     )
 
     @field_validator("labs", "profiles", "datasets")
@@ -223,6 +342,20 @@ class CourseConfig(_Strict):
                         f"labs[{i}].datasets: lab '{lab.id}' reads dataset '{d}', which is not "
                         f"listed in datasets (have: {', '.join(sorted(datasets)) or 'none'})"
                     )
+        names = [d.name for d in self.sandbox.datasets]
+        for i, d in enumerate(self.sandbox.datasets):
+            if names.count(d.name) > 1:
+                raise ValueError(f"sandbox.datasets[{i}].name: duplicate name '{d.name}'")
+            if d.owner not in self.people.everyone:
+                raise ValueError(
+                    f"sandbox.datasets[{i}].owner: '{d.owner}' is not a course user; name one "
+                    "of people.instructors, tas or trainees"
+                )
+            if d.owner in self.people.trainees:
+                raise ValueError(
+                    f"sandbox.datasets[{i}].owner: '{d.owner}' is a trainee; the data owner "
+                    "must be an instructor or TA"
+                )
         return self
 
     def role_of(self, user: str) -> str | None:
@@ -267,7 +400,7 @@ def parse_config(data: object, path: Path | str = "<memory>") -> CourseConfig:
                 msg = "unknown key (check the spelling; see the course configuration reference)"
             key = _loc(err["loc"])
             # Cross-reference checks run on the whole model and name their key in the message.
-            m = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (.*)$", msg, re.S)
+            m = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", msg, re.S)
             if key == "(top level)" and m:
                 key, msg = m.group(1), m.group(2)
             problems.append((key, msg))
@@ -296,53 +429,32 @@ def load_config(path: Path | str) -> CourseConfig:
 # Reference documentation, generated from the model (a test fails on drift).
 
 
-def _type_name(annotation: object) -> str:
-    text = str(annotation).replace("typing.", "").replace("medai.config.", "")
-    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
-    text = re.sub(r"Annotated\[str, FieldInfo\([^]]*\)\]", "str", text)
-    return text
+REFERENCE_SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("(top level)", CourseConfig),
+    ("course", Course),
+    ("people", People),
+    ("labs[]", Lab),
+    ("profiles[]", Profile),
+    ("datasets[]", Dataset),
+    ("servers", Servers),
+    ("sandbox", Sandbox),
+    ("sandbox.datasets[]", SandboxDataset),
+    ("sandbox.datasets[].policy", ReleasePolicy),
+]
 
 
 def render_reference() -> str:
     """Markdown reference of every key of the course configuration."""
-    out = [
-        "# Course configuration reference",
-        "",
-        "<!-- Generated by `medai config docs` from medai/config.py; do not edit by hand. -->",
-        "",
-        "One YAML file describes a course: its people, labs, compute profiles and datasets.",
-        "Check one with `medai config check PATH`. The demo course is `courses/demo-course.yaml`.",
-        "",
-    ]
-    models: list[tuple[str, type[BaseModel]]] = [
-        ("(top level)", CourseConfig),
-        ("course", Course),
-        ("people", People),
-        ("labs[]", Lab),
-        ("profiles[]", Profile),
-        ("datasets[]", Dataset),
-        ("servers", Servers),
-    ]
-    for key, model in models:
-        out += [f"## `{key}`", "", (model.__doc__ or "").strip(), ""]
-        out += ["| key | type | required | default | description |", "|---|---|---|---|---|"]
-        for name, field in model.model_fields.items():
-            required = "yes" if field.is_required() else "no"
-            if field.is_required():
-                default = ""
-            elif field.default_factory is not None:
-                default = f"`{field.default_factory()!r}`"
-                if len(default) > 40:
-                    default = "see text"
-            else:
-                default = f"`{field.default!r}`"
-            desc = (field.description or "").replace("|", "\\|")
-            out.append(
-                f"| `{name}` | `{_type_name(field.annotation)}` | {required} | {default} | {desc} |"
-            )
-        out.append("")
-    out += [
-        "User names must match `" + NAME_RE + "`; ids must match `" + ID_RE + "`.",
-        "",
-    ]
-    return "\n".join(out)
+    from medai.reference import render_models
+
+    return render_models(
+        "Course configuration reference",
+        "medai/config.py",
+        [
+            "One YAML file describes a course: its people, labs, compute profiles and datasets.",
+            "Check one with `medai config check PATH`. The demo course is "
+            "`courses/demo-course.yaml`.",
+        ],
+        REFERENCE_SECTIONS,
+        ["User names must match `" + NAME_RE + "`; ids must match `" + ID_RE + "`.", ""],
+    )

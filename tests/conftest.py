@@ -12,7 +12,7 @@ Index of fixtures (keep this list in step with the code):
                      the hub at ``http://localhost:PORT``, servers and services on subdomains
                      (``running_hub.server_url("alice")``, ``.service_url("hubtest")``)
 - ``alice``          (module) trainee alice of ``running_hub``, logged in over HTTP with her
-                     server started (``medai.hub.client.HubUser``: run code in her kernel)
+                     server started (``medai.testing.hub.HubUser``: run code in her kernel)
 - ``browser``        (session) headless Debian Chromium driven by Playwright
 - ``data_key``       (session) the data secret tests generate hidden splits with, as a
                      deployment does: ``$MEDAI_TEST_DATA_KEY`` (64 hex digits) or a fixed key
@@ -87,7 +87,7 @@ def running_hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def alice(running_hub):
-    from medai.hub.client import HubUser
+    from medai.testing.hub import HubUser
 
     user = HubUser(running_hub.url, "alice", running_hub.passwords["alice"])
     user.start_server()
@@ -95,22 +95,14 @@ def alice(running_hub):
     user.close()
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
 
+    from medai.testing.browser import launch_chromium
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         try:
             yield b
         finally:
@@ -119,6 +111,6 @@ def browser():
 
 @pytest.fixture(scope="session")
 def data_key() -> bytes:
-    from medai.autograder.testing import lab_data_key
+    from medai.testing.course import lab_data_key
 
     return lab_data_key()

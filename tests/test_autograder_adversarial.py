@@ -24,29 +24,16 @@ import nbformat
 import pytest
 from typer.testing import CliRunner
 
-from medai.autograder.batch import grade_lab
 from medai.autograder.policy import Policy
-from medai.autograder.sandbox import BubblewrapBackend
-from medai.autograder.testing import make_course, solved, submit
 from medai.synthetic.core import generate
 from medai.synthetic.secret import ensure_secret
+from medai.testing.course import by_student, environment, grade, make_course, solved, submit
+from tests.adversarial import attacks
 
 pytestmark = pytest.mark.slow
 
 
-def _load_attacks():
-    import importlib.util
-
-    path = Path(__file__).resolve().parent / "adversarial" / "attacks.py"
-    spec = importlib.util.spec_from_file_location("medai_adversarial_attacks", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-_attacks = _load_attacks()
-ATTACKS, AUTO_TASKS, Ctx = _attacks.ATTACKS, _attacks.AUTO_TASKS, _attacks.Ctx
+ATTACKS, AUTO_TASKS, Ctx = attacks.ATTACKS, attacks.AUTO_TASKS, attacks.Ctx
 
 REPO = Path(__file__).resolve().parent.parent
 DUE = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
@@ -130,28 +117,13 @@ def batch(tmp_path_factory):
     protected = (course / "source", course / "release", course / "submitted", data_root)
     package = REPO / "medai" / "autograder"  # (the rest of the package is others' to edit)
     before = _snapshot(*protected, package)
-    old_env = {k: os.environ.get(k) for k in ("MEDAI_GRADER_TOKEN", "JUPYTERHUB_API_TOKEN")}
-    os.environ["MEDAI_GRADER_TOKEN"] = SECRET
-    os.environ["JUPYTERHUB_API_TOKEN"] = SECRET
     try:
-        summary = grade_lab(
-            course,
-            "pilot",
-            backend=BubblewrapBackend(),
-            policy=policy,
-            data_root=data_root,
-            workers=2,
-            progress=False,
-        )
+        with environment(MEDAI_GRADER_TOKEN=SECRET, JUPYTERHUB_API_TOKEN=SECRET):
+            summary = grade(course, "pilot", data_root, policy)
     finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         listener.close()
     after = _snapshot(*protected, package)
-    results = {r["student"]: r for r in summary.graded}
+    results = by_student(summary)
     return {
         "course": course,
         "data_root": data_root,
@@ -345,15 +317,7 @@ def test_feedback_shows_results_without_hidden_tests(batch):
 def test_resume_regrades_only_what_is_missing(batch):
     course = batch["course"]
     (course / "grading/pilot/results/honest.json").unlink()
-    summary = grade_lab(
-        course,
-        "pilot",
-        backend=BubblewrapBackend(),
-        policy=batch["policy"],
-        data_root=batch["data_root"],
-        workers=2,
-        progress=False,
-    )
+    summary = grade(course, "pilot", batch["data_root"], batch["policy"])
     assert [r["student"] for r in summary.graded] == ["honest"]
     assert summary.graded[0]["auto_score"] == 7.0
     assert len(summary.skipped) == len(batch["results"]) - 1
@@ -370,11 +334,4 @@ def test_a_second_batch_of_the_same_lab_is_refused(batch):
     with open(batch["course"] / "grading/pilot/.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(GradingError, match="another `medai grade pilot` is running"):
-            grade_lab(
-                batch["course"],
-                "pilot",
-                backend=BubblewrapBackend(),
-                policy=batch["policy"],
-                data_root=batch["data_root"],
-                progress=False,
-            )
+            grade(batch["course"], "pilot", batch["data_root"], batch["policy"])

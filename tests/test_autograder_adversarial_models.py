@@ -10,8 +10,6 @@ checks of both kinds on the same lab.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
@@ -19,24 +17,10 @@ import numpy as np
 import pytest
 
 from medai.autograder import lab as lab_mod
-from medai.autograder.batch import grade_lab
-from medai.autograder.policy import Policy
 from medai.autograder.sandbox import BubblewrapBackend, _python_paths
 from medai.autograder.tasks import parse_tasks
-from medai.autograder.testing import make_course, solved, submit
-
-
-def _load():
-    path = Path(__file__).resolve().parent / "adversarial" / "model_lab.py"
-    spec = importlib.util.spec_from_file_location("medai_adversarial_model_lab", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-M = _load()
-
+from medai.testing.course import by_student, grade, make_course, released, solved, submit_answers
+from tests.adversarial import model_lab as M
 
 # --------------------------------------------------------------------------- public checks
 
@@ -90,31 +74,20 @@ def batch(tmp_path_factory):
     M.write_data(data_root)
     src = M.write_lab(base / "lab-src")
     course = make_course(base / "course", src, "toy")
-    release = nbformat.read(course / "release/toy/toy.ipynb", as_version=4)
+    release = released(course, "toy")
     source = nbformat.read(course / "source/toy/toy.ipynb", as_version=4)
-    honest = solved(release, source)
-    for student, answer in M.ANSWERS.items():
-        nb = nbformat.from_dict(honest)
-        cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "answer")
-        cell.source = answer
-        submit(course, "toy", student, {"toy.ipynb": nb})
-    policy = Policy.model_validate(
-        {"limits": {"wall_s": 20, "cpu_s": 18, "memory_mb": 2048, "scratch_mb": 64}}
-    )
+    submit_answers(course, "toy", solved(release, source), M.ANSWERS)
     before = _digests(data_root)
-    summary = grade_lab(
+    summary = grade(
         course,
         "toy",
-        backend=BubblewrapBackend(),
-        policy=policy,
-        data_root=data_root,
-        workers=2,
-        progress=False,
+        data_root,
+        {"limits": {"wall_s": 20, "cpu_s": 18, "memory_mb": 2048, "scratch_mb": 64}},
     )
     return {
         "course": course,
         "summary": summary,
-        "results": {r["student"]: r for r in summary.graded},
+        "results": by_student(summary),
         "data_unchanged": before == _digests(data_root),
     }
 

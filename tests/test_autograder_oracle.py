@@ -16,11 +16,8 @@ Three layers:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -29,19 +26,7 @@ import pytest
 from medai.autograder import lab as lab_mod
 from medai.autograder.oracle import MAX_REQUESTS, OracleServer, PoolLabels
 from medai.autograder.tasks import parse_tasks
-
-
-def _load():
-    path = Path(__file__).resolve().parent / "adversarial" / "oracle_lab.py"
-    spec = importlib.util.spec_from_file_location("medai_adversarial_oracle_lab", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-M = _load()
-
+from tests.adversarial import oracle_lab as M
 
 # --------------------------------------------------------------------------- the server
 
@@ -157,36 +142,31 @@ def test_public_check_of_the_honest_answer(public_lab, capsys):
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    from medai.autograder.batch import grade_lab
-    from medai.autograder.policy import Policy
-    from medai.autograder.sandbox import BubblewrapBackend
-    from medai.autograder.testing import make_course, solved, submit
+    from medai.testing.course import (
+        by_student,
+        grade,
+        make_course,
+        released,
+        solved,
+        submit_answers,
+    )
 
     base = tmp_path_factory.mktemp("grading-oracle")
     data_root = base / "data"
     M.write_data(data_root)
     src = M.write_lab(base / "lab-src")
     course = make_course(base / "course", src, "toyal")
-    release = nbformat.read(course / "release/toyal/toyal.ipynb", as_version=4)
+    release = released(course, "toyal")
     honest = solved(release, nbformat.read(src / "toyal.ipynb", as_version=4))
-    for student in M.ANSWERS:
-        nb = nbformat.from_dict(honest)
-        cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "answer")
-        cell.source = M.answer_cell(student, data_root)
-        submit(course, "toyal", student, {"toyal.ipynb": nb})
-    policy = Policy.model_validate(
-        {"limits": {"wall_s": 30, "cpu_s": 25, "memory_mb": 2048, "scratch_mb": 64}}
-    )
-    summary = grade_lab(
+    answers = {student: M.answer_cell(student, data_root) for student in M.ANSWERS}
+    submit_answers(course, "toyal", honest, answers)
+    summary = grade(
         course,
         "toyal",
-        backend=BubblewrapBackend(),
-        policy=policy,
-        data_root=data_root,
-        workers=2,
-        progress=False,
+        data_root,
+        {"limits": {"wall_s": 30, "cpu_s": 25, "memory_mb": 2048, "scratch_mb": 64}},
     )
-    return {"course": course, "results": {r["student"]: r for r in summary.graded}}
+    return {"course": course, "results": by_student(summary)}
 
 
 def _log(batch, student: str) -> str:

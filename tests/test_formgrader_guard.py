@@ -19,8 +19,8 @@ import httpx
 import nbformat
 import pytest
 
-from medai.autograder.testing import make_course, submit
 from medai.hub.launcher import free_port
+from medai.testing.course import make_course, submit
 
 pytestmark = pytest.mark.slow
 

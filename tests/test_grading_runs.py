@@ -15,11 +15,11 @@ import pytest
 
 from medai.autograder import GradingError
 from medai.autograder.runs import GradingRuns
-from medai.autograder.testing import make_course, solved
 from medai.hub.hubconfig import Ports, build_hub_settings
 from medai.hub.layout import StateLayout
 from medai.hub.roles import hub_roles
 from medai.isolation.bwrap import Software
+from medai.testing.course import make_course, solved
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO = REPO / "tests" / "data" / "labs" / "hello"

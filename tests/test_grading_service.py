@@ -22,7 +22,7 @@ from urllib.parse import quote
 import nbformat
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.hub import HubUser
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -208,7 +208,7 @@ def test_trainee_gets_403_on_the_page_and_the_api(browser, running_hub, artifact
     ctx.close()
 
     token = trainee_token(hub, "alice")
-    from medai.hub.client import loopback_client, origins_of
+    from medai.testing.hub import loopback_client, origins_of
 
     origins = origins_of(hub.url)
     auth = {"Authorization": f"token {token}"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from medai.autograder.testing import make_course, submit
 
 from medai.autograder import plain
 from medai.autograder.kinds import KINDS, kind_of
@@ -33,7 +34,6 @@ from medai.autograder.steps.prepare import prepare_lab
 from medai.autograder.steps.result import GradeResult, ResultError, TaskResult, read_result
 from medai.autograder.steps.score import score_task
 from medai.autograder.tasks import Task, parse_tasks
-from medai.autograder.testing import make_course, submit
 
 REPO = Path(__file__).resolve().parent.parent
 PILOT = REPO / "labs" / "pilot"
@@ -401,24 +401,3 @@ def test_store_writes_gradebook_log_and_the_result_last(pilot, tmp_path):
         nb = gb.find_submission_notebook("pilot", "pilot", "dora")
         assert nb.late_submission_penalty == 0.1  # 20 % of this notebook's 0.5 points
     shutil.rmtree(sub.parent)
-
-
-# --------------------------------------------------------------------------- lab: data cache
-
-
-def test_self_study_cache_key_follows_every_generator_module(tmp_path):
-    """The cache folder of a dataset generated on a laptop changes when the dataset's module
-    changes, and also when a shared module it builds on does (e.g. the cohort generator)."""
-    from medai.autograder.lab import _generator_version
-
-    package = tmp_path / "synthetic"
-    shutil.copytree(REPO / "medai" / "synthetic", package, ignore=shutil.ignore_patterns("__py*"))
-    first = _generator_version("ehr", package)
-    assert first != "unknown" and _generator_version("ehr", package) == first
-    for shared in ("_cohort.py", "core.py", "ehr.py"):
-        before = _generator_version("ehr", package)
-        with open(package / shared, "a") as fh:
-            fh.write("\n# changed\n")
-        assert _generator_version("ehr", package) != before, shared
-    assert _generator_version("no_such_dataset", package) == "unknown"
-    assert _generator_version("ehr") == first  # the installed package, as copied

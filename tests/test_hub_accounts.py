@@ -30,8 +30,9 @@ from medai.hub.launcher import (
     set_password,
     start_hub,
 )
+from medai.testing.hub import _mirror_parent_domain_cookies
 
-TRAINEES = ["carol", "dave", "erin", "frank", "gina", "hank"]
+TRAINEES = ["carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy"]
 
 
 def course(tmp_path):
@@ -152,6 +153,52 @@ def test_a_new_password_from_the_instructor_lifts_the_lock(hub):
     assert attempt(c, "hank", hub.passwords["hank"]).status_code == 429
     set_password(hub.layout, "hank", "a-new-password-for-hank")  # medai accounts set-password
     assert attempt(c, "hank", "a-new-password-for-hank").status_code == 302
+
+
+def change_password(c: httpx.Client, old: str, new: str) -> str:
+    """The change-password form, as a logged-in browser posts it; the page's message."""
+    _mirror_parent_domain_cookies(c.cookies.jar, "localhost")  # a browser sends the session id
+    form = c.get("/hub/change-password").text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form).group(1)
+    r = c.post(
+        "/hub/change-password",
+        data={
+            "old_password": old,
+            "new_password": new,
+            "new_password_confirmation": new,
+            "_xsrf": xsrf,
+        },
+    )
+    assert r.status_code == 200, r.text[:500]
+    return r.text
+
+
+@pytest.mark.slow
+def test_a_trainee_changes_their_password_and_only_the_new_one_works(hub):
+    c = client(hub, "127.0.0.8")
+    assert attempt(c, "judy", hub.passwords["judy"]).status_code == 302
+    assert "Your current password was incorrect" in change_password(c, "not-it", "judy-new-pass-1")
+    page = change_password(c, hub.passwords["judy"], "judy-new-pass-1")
+    assert "Your password has been changed successfully!" in page
+    other = client(hub, "127.0.0.9")
+    assert attempt(other, "judy", hub.passwords["judy"]).status_code == 403
+    assert attempt(other, "judy", "judy-new-pass-1").status_code == 302
+
+
+@pytest.mark.slow
+def test_guessing_the_old_password_with_a_stolen_session_locks_the_account(hub):
+    """Someone with ivan's session (an unlocked laptop) guesses at his password through the
+    change-password form: it counts like wrong logins, and then stops checking."""
+    c = client(hub, "127.0.0.10")
+    assert attempt(c, "ivan", hub.passwords["ivan"]).status_code == 302
+    before = checks(hub, "ivan")
+    for i in range(ACCOUNT_FAILED_LOGINS):
+        assert "Your current password was incorrect" in change_password(c, f"guess-{i}", "x" * 12)
+    assert checks(hub, "ivan") == before + ACCOUNT_FAILED_LOGINS
+    page = change_password(c, hub.passwords["ivan"], "ivan-new-pass-1")
+    assert "Too many wrong passwords for ivan" in page
+    assert checks(hub, "ivan") == before + ACCOUNT_FAILED_LOGINS  # refused unchecked
+    assert attempt(client(hub, "127.0.0.11"), "ivan", hub.passwords["ivan"]).status_code == 429
 
 
 @pytest.mark.slow

@@ -24,9 +24,10 @@ import pytest
 import yaml
 
 from medai.config import parse_config
-from medai.hub.client import HubUser, loopback_client, origins_of
 from medai.hub.launcher import free_port, start_hub
 from medai.hub.roles import CLASS_SERVICE
+from medai.testing.browser import log_in
+from medai.testing.hub import HubUser, loopback_client, origins_of
 
 pytestmark = [pytest.mark.slow]
 
@@ -172,9 +173,7 @@ def test_an_opened_class_starts_servers_and_a_login_lands_in_a_running_lab(
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     page.goto(hub.page)  # -> the hub's login page -> back to the class page
-    page.fill("#username_input", "teacher")
-    page.fill("#password_input", hub.passwords["teacher"])
-    page.click("#login_submit")
+    log_in(page, "teacher", hub.passwords["teacher"])
     page.wait_for_selector("#memory")
     assert page.url == hub.page
     assert page.locator("#memory").inner_text()  # how many fit, before anything starts
@@ -210,9 +209,7 @@ def test_an_opened_class_starts_servers_and_a_login_lands_in_a_running_lab(
     seen: list[str] = []
     page.on("framenavigated", lambda frame: seen.append(frame.url))
     page.goto(hub.url + "/hub/login")
-    page.fill("#username_input", "ann")
-    page.fill("#password_input", hub.passwords["ann"])
-    page.click("#login_submit")
+    log_in(page, "ann", hub.passwords["ann"])
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     page.screenshot(path=artifacts_dir / "2-ann-lands-in-jupyterlab.png")
     assert page.url.startswith(hub.server_url("ann") + "/lab")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from medai.testing.browser import log_in
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
@@ -24,9 +26,7 @@ def login(browser, hub, user: str):
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     page = ctx.new_page()
     page.goto(hub.url + "/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", hub.passwords[user])
-    page.click("#login_submit")
+    log_in(page, user, hub.passwords[user])
     return ctx, page
 
 

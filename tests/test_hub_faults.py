@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from medai.config import parse_config
-from medai.hub.client import HubUser
 from medai.hub.launcher import (
     LaunchError,
     free_port,
@@ -22,6 +21,7 @@ from medai.hub.launcher import (
     prepare_state,
     start_hub,
 )
+from medai.testing.hub import HubUser
 
 MEDAI = [sys.executable, "-m", "medai.cli"]
 

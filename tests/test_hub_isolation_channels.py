@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.hub import HubUser
 
 pytestmark = pytest.mark.slow
 

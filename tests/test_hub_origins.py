@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.browser import log_in
+from medai.testing.hub import HubUser, tokens_with_note
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -147,11 +147,8 @@ def attacker_page(running_hub):
 
 
 def pwned_tokens(layout) -> int:
-    db = sqlite3.connect(f"file:{layout.hub / 'jupyterhub.sqlite'}?mode=ro", uri=True)
-    try:
-        return db.execute("select count(*) from api_tokens where note = 'pwned'").fetchone()[0]
-    finally:
-        db.close()
+    """API tokens with the payload's note, in the hub's own database."""
+    return tokens_with_note(layout.hub, "pwned")
 
 
 def test_trainee_page_cannot_use_staff_session(browser, running_hub, attacker_page, artifacts_dir):
@@ -159,9 +156,7 @@ def test_trainee_page_cannot_use_staff_session(browser, running_hub, attacker_pa
     ctx = browser.new_context(viewport={"width": 1100, "height": 700})
     page = ctx.new_page()
     page.goto(hub.url + "/hub/login?next=%2Fhub%2Fhome")
-    page.fill("#username_input", "teacher")
-    page.fill("#password_input", hub.passwords["teacher"])
-    page.click("#login_submit")
+    log_in(page, "teacher", hub.passwords["teacher"])
     page.wait_for_url("**/hub/home")
     # he has the formgrader open too: its session cookie is in the browser
     fg = hub.service_url(COURSE) + "/formgrader"

@@ -109,6 +109,7 @@ def test_trainee_sandbox_binds_only_its_own_things(tmp_path):
         "/srv/medai/exchange/c1/outbound": str(layout.exchange("c1") / "outbound"),
         "/srv/medai/exchange/c1/inbound": str(layout.drop("c1", "alice")),
         "/srv/medai/exchange/c1/feedback": str(layout.user_feedback("c1", "alice")),
+        "/srv/medai/catalog": str(layout.catalog),  # read-only: see `writable` below
     }
     writable = {inside for inside, (kind, _) in b.items() if kind == "--bind"}
     assert writable == {"/home/alice", "/srv/medai/exchange/c1/inbound"}

@@ -23,9 +23,9 @@ import yaml
 
 from medai.config import parse_config
 from medai.hub.auth import write_accounts
-from medai.hub.client import HubUser
 from medai.hub.launcher import free_port, start_hub
 from medai.isolation.cgroups import Cgroup
+from medai.testing.hub import HubUser
 
 pytestmark = [pytest.mark.slow]
 

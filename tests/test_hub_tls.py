@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from medai.config import parse_config
-from medai.hub.client import loopback_client, origins_of
 from medai.hub.launcher import LaunchError, check_tls_files, free_port, start_hub
+from medai.testing.browser import log_in
+from medai.testing.hub import loopback_client, origins_of
 
 MEDAI = [sys.executable, "-m", "medai.cli"]
 
@@ -214,9 +215,7 @@ def test_a_browser_logs_in_over_https(tls_hub, browser, artifacts_dir):
     try:
         page.goto(tls_hub.url + "/hub/login")
         assert page.is_hidden("#insecure-login-warning")  # shown only over http
-        page.fill("#username_input", "bob")
-        page.fill("#password_input", tls_hub.passwords["bob"])
-        page.click("#login_submit")
+        log_in(page, "bob", tls_hub.passwords["bob"])
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         page.screenshot(path=artifacts_dir / "jupyterlab-over-https.png")
         assert page.url.startswith(tls_hub.server_url("bob") + "/lab")

@@ -18,105 +18,54 @@ doubles as the lab's calibration script (it lives here because a lab folder is r
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 
-import nbformat
-import numpy as np
 import pytest
 
-from medai.autograder import plain
-from medai.autograder.batch import _draw
-from medai.autograder.scoring import score_function
-from medai.autograder.tasks import load_tasks
-from medai.autograder.testing import hidden_model_scores, public_verdicts, with_answer, with_answers
+from medai.testing.labkit import LabKit, generate, run_cells
 
-LAB = Path(__file__).resolve().parent.parent / "labs" / "m10-rppg"
-NB = LAB / "m10-rppg.ipynb"
-TASKS = load_tasks(LAB / "tasks.yaml")
+KIT = LabKit.of("m10-rppg")
+TASKS = KIT.tasks
 N_CLIPS = 600  # the course's size (courses/demo-course.yaml); thresholds were set at it
 
-# What a trainee who has not understood the lesson might write, per answer cell.
-NAIVE = {
-    # the largest Fourier coefficient, mean and drift included
-    "peak_answer": (
-        "    f = np.fft.rfftfreq(len(x), 1 / fps)\n"
-        "    return float(60 * f[np.argmax(np.abs(np.fft.rfft(x)))])\n"
-    ),
-    # the green channel is the pulse signal
-    "pos_answer": "    return np.asarray(rgb, dtype=float)[:, 1]\n",
-}
-# Naive heart-rate models (the model cell only), for the calibration table and the grader test.
-NAIVE_MODELS = {
-    "green": (
-        "    return np.array([peak_bpm(c[~np.isnan(c).any(axis=1)][:, 1], FPS)"
-        " for c in rgb_batch])\n"
-    ),
-    "mean": "    return np.full(len(rgb_batch), float(hr_true.mean()))\n",
-}
+NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m10-rppg.yaml
+NAIVE_MODELS = KIT.variants  # naive heart-rate models (the model cell only)
 
 
-def _variant(replace: dict[str, str]) -> nbformat.NotebookNode:
-    return with_answers(NB, replace)
-
-
-def _functions(nb: nbformat.NotebookNode) -> dict:
+def _functions(nb) -> dict:
     """The helper and function cells run in-process (no data); the checked functions."""
-    captured: dict = {}
-    ns: dict = {"check": lambda tid, fn, *extra: captured.__setitem__(tid, fn), "FPS": 30.0}
+    ns: dict = {"FPS": 30.0}
     exec(
         "import numpy as np\nfrom numpy.lib.stride_tricks import sliding_window_view\n"
         "from scipy import signal",
         ns,
     )
     wanted = {"helpers", "peak_answer", "peak_bpm", "pos_answer", "pos_hr"}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for cell in nb.cells:
-            if cell.metadata.get("nbgrader", {}).get("grade_id") in wanted:
-                exec(cell.source, ns)
-    return captured
-
-
-def _cases(tid: str, n: int = 60) -> list[dict]:
-    """Inputs as the grader draws them (its own draw function), plus the public examples."""
-    rng = np.random.default_rng([10, len(tid)])
-    task = TASKS.tasks[tid]
-    return [{k: _draw(s, rng) for k, s in task.args.items()} for _ in range(n)] + [
-        ex.args for ex in task.examples
-    ]
-
-
-def _results(fn, cases: list[dict]) -> list:
-    return [plain.decode(plain.encode(fn(**c))) for c in cases]
+    return run_cells(nb, only=wanted, ns=ns).checked
 
 
 @pytest.mark.parametrize("tid", ["peak_bpm", "pos_hr"])
 def test_reference_finds_the_true_rate_and_naive_answers_do_not(tid):
-    cases = _cases(tid)
-    task = TASKS.tasks[tid]
+    # inputs as the grader draws them (its own draw function), plus the public examples
+    cases = KIT.cases(tid, 60, seed=10, hidden=False)
     truth = [c["hr_bpm"] for c in cases]  # independent of the reference: the simulated rate
-    ref = _results(_functions(nbformat.read(NB, as_version=4))[tid], cases)
-    assert score_function(task, cases, truth, ref).fraction == 1.0
-    naive = _results(_functions(_variant(NAIVE))[tid], cases)
-    assert score_function(task, cases, ref, naive).fraction <= 0.05
+    ref = KIT.outputs(_functions(KIT.source())[tid], cases)
+    assert KIT.score(tid, cases, truth, ref).fraction == 1.0
+    naive = KIT.outputs(_functions(KIT.variant(NAIVE))[tid], cases)
+    assert KIT.score(tid, cases, ref, naive).fraction <= 0.05
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from medai.synthetic.core import generate
-
-    root = tmp_path_factory.mktemp("m10data")
-    generate("rppg", root, n=N_CLIPS, seed=3)
-    return root
+    return generate("rppg", tmp_path_factory.mktemp("m10data"), n=N_CLIPS, seed=3)
 
 
 @pytest.mark.slow
 def test_naive_answers_fail_their_public_checks(data):
     # (that the reference passes them is the notebook CI's check, tests/test_notebooks.py)
-    nb = _variant({**NAIVE, "model_answer": NAIVE_MODELS["mean"]})
-    verdicts = public_verdicts(nb, LAB, data)
+    nb = KIT.variant({**NAIVE, **NAIVE_MODELS["mean"]})
+    verdicts = KIT.public_verdicts(nb, data)
     assert verdicts == {"peak_bpm": "FAIL", "pos_hr": "FAIL", "hr_model": "FAIL"}, verdicts
 
 
@@ -124,35 +73,11 @@ def test_naive_answers_fail_their_public_checks(data):
 def test_grader_gives_the_reference_full_marks_and_naive_answers_almost_none(data, tmp_path):
     """End to end: nbgrader release, two submissions, graded in the bubblewrap sandbox, the
     heart-rate model scored on the hidden test clips by the trusted scorer."""
-    from medai.autograder.batch import grade_lab
-    from medai.autograder.policy import Policy
-    from medai.autograder.sandbox import BubblewrapBackend
-    from medai.autograder.testing import make_course, solved, submit
-
-    course = make_course(tmp_path / "course", LAB, "m10-rppg")
-    release = nbformat.read(course / "release/m10-rppg/m10-rppg.ipynb", as_version=4)
-    name = "m10-rppg.ipynb"
-    naive = _variant({**NAIVE, "model_answer": NAIVE_MODELS["green"]})
-    submit(course, "m10-rppg", "honest", {name: solved(release, nbformat.read(NB, as_version=4))})
-    submit(course, "m10-rppg", "naive", {name: solved(release, naive)})
-    policy = Policy.model_validate(
-        {"limits": {"wall_s": 150, "cpu_s": 100, "memory_mb": 2048, "scratch_mb": 128}}
-    )
-    summary = grade_lab(
-        course,
-        "m10-rppg",
-        backend=BubblewrapBackend(),
-        policy=policy,
-        data_root=data,
-        workers=2,
-        progress=False,
-    )
-    results = {r["student"]: r for r in summary.graded}
-    honest, naive = results["honest"], results["naive"]
-    assert honest["status"] == "graded", honest["messages"]
-    for tid in TASKS.tasks:
-        assert honest["tasks"][tid]["score"] == honest["tasks"][tid]["max"], honest["tasks"][tid]
-        assert naive["tasks"][tid]["score"] <= 0.3 * naive["tasks"][tid]["max"], naive["tasks"][tid]
+    naive = KIT.variant({**NAIVE, **NAIVE_MODELS["green"]})
+    graded = KIT.grade(tmp_path, data, {"honest": KIT.source(), "naive": naive})
+    honest = graded["honest"]
+    KIT.assert_full_marks(honest)
+    KIT.assert_at_most(graded["naive"], dict.fromkeys(TASKS, 0.3))
     # the grade reports the error of each skin-tone group
     assert "MAE by group: I-II" in honest["tasks"]["hr_model"]["message"]
 
@@ -165,16 +90,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n", type=int, default=N_CLIPS)
     args = ap.parse_args()
-    from medai.synthetic.core import generate
-
     print("| seed | answer | MAE | worst-tone MAE |")
     print("|---|---|---|---|")
     for seed in args.seeds:
-        root = Path(tempfile.mkdtemp(prefix=f"m10-{seed}-"))
-        generate("rppg", root, n=args.n, seed=seed)
+        root = generate("rppg", Path(tempfile.mkdtemp(prefix=f"m10-{seed}-")), n=args.n, seed=seed)
         for name, answer in (("reference", None), *NAIVE_MODELS.items()):
-            nb = with_answer(NB, "model_answer", answer)
-            s = hidden_model_scores(nb, root, LAB, "hr_model")
+            nb = KIT.variant(answer)
+            s = KIT.hidden_model_scores(nb, root, "hr_model")
             print(f"| {seed} | {name} | {s['mae']:.2f} | {s['worst_group_mae']:.2f} |")
 
 

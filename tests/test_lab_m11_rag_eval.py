@@ -19,90 +19,30 @@ doubles as the lab's calibration script (it lives here because a lab folder is r
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import tempfile
 from pathlib import Path
 
-import nbformat
-import numpy as np
 import pytest
 
-from medai.autograder import plain
-from medai.autograder.batch import _draw
-from medai.autograder.scoring import score_function
-from medai.autograder.tasks import load_tasks
-from medai.autograder.testing import hidden_model_scores, public_verdicts, with_answers
+from medai.testing.labkit import LabKit, generate, read_jsonl, run_cells
 
-LAB = Path(__file__).resolve().parent.parent / "labs" / "m11-rag-eval"
-NB = LAB / "m11-rag-eval.ipynb"
-TASKS = load_tasks(LAB / "tasks.yaml")
+KIT = LabKit.of("m11-rag-eval")
+TASKS = KIT.tasks
 N_QUESTIONS = 500  # the course's size (courses/demo-course.yaml); thresholds were set at it
-RUBRIC = [t for t in TASKS.tasks if t.startswith("rubric_")]
+RUBRIC = [t for t in TASKS if t.startswith("rubric_")]
 
-NAIVE = {
-    "tokenize_answer": "    return text.split()\n",
-    # a language model without retrieval: the commonest training answer, no source, no refusal
-    "qa_answer": (
-        "common = pd.Series([q['answer'] for q in train if q['answerable']]).mode()[0]\n"
-        "def answer(question):\n"
-        "    return {'answer': common, 'citations': [], 'retrieved': []}\n"
-    ),
-    "rubric_answer": "    return dict.fromkeys(DIMENSIONS, 2)\n",
-}
-# QA variants for the calibration table (the qa cell only)
-NAIVE_QA = {
-    "no retrieval": NAIVE["qa_answer"],
-    "never refuses": (
-        "def answer(question):\n"
-        "    retrieved = retrieve(question)\n"
-        "    for s in sentences(passage_text[retrieved[0]]):\n"
-        "        m = VALUE.search(s)\n"
-        "        if m:\n"
-        "            return {'answer': m.group(0), 'citations': [retrieved[0]], "
-        "'retrieved': retrieved}\n"
-        "    return {'answer': None, 'citations': [], 'retrieved': retrieved}\n"
-    ),
-}
-
-
-def _load(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m11-rag-eval.yaml
+NAIVE_QA = KIT.variants  # QA variants for the calibration table (the qa cell only)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from medai.synthetic.core import generate
-
-    root = tmp_path_factory.mktemp("m11data")
-    generate("kb", root, n=N_QUESTIONS, seed=3)
-    return root
+    return generate("kb", tmp_path_factory.mktemp("m11data"), n=N_QUESTIONS, seed=3)
 
 
-def _namespace(nb: nbformat.NotebookNode, data: Path, stop: str) -> dict:
-    """The notebook's code cells run in-process up to (not including) cell ``stop``, with
-    ``check`` doing nothing."""
-    import os
-
-    before = os.environ.get("MEDAI_DATA")
-    os.environ["MEDAI_DATA"] = str(data / "public")
-    ns: dict = {}
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            for cell in nb.cells:
-                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-                if gid == stop:
-                    break
-                if cell.cell_type == "code":
-                    exec(cell.source.replace("check, data_dir", "data_dir"), ns)
-                    ns["check"] = lambda *args: None
-    finally:
-        if before is None:
-            os.environ.pop("MEDAI_DATA", None)
-        else:
-            os.environ["MEDAI_DATA"] = before
-    return ns
+def _namespace(nb, data: Path, stop: str) -> dict:
+    """The notebook's code cells run in-process up to (not including) cell ``stop``."""
+    return run_cells(nb, data=data, until=stop).ns
 
 
 def _tokenizers() -> dict:
@@ -111,25 +51,19 @@ def _tokenizers() -> dict:
     import jieba
 
     fns = {}
-    for name, nb in (("ref", nbformat.read(NB, as_version=4)), ("naive", with_answers(NB, NAIVE))):
-        ns: dict = {"re": re, "jieba": jieba}
-        with contextlib.redirect_stdout(io.StringIO()):
-            for cell in nb.cells:
-                if cell.metadata["nbgrader"]["grade_id"] in ("stopwords", "tokenize_answer"):
-                    exec(cell.source, ns)
+    for name, nb in (("ref", KIT.source()), ("naive", KIT.variant(NAIVE))):
+        ns = run_cells(nb, only={"stopwords", "tokenize_answer"}, ns={"re": re, "jieba": jieba}).ns
         fns[name] = ns["tokenize"]
     return fns
 
 
 def test_tokenizer_reference_gives_the_examples_and_splitting_at_spaces_does_not():
-    task = TASKS.tasks["tokenize"]
-    rng = np.random.default_rng(11)
-    cases = [{k: _draw(s, rng) for k, s in task.args.items()} for _ in range(40)]
-    cases += [ex.args for ex in task.examples]
+    task = TASKS["tokenize"]
+    cases = KIT.cases("tokenize", 40, seed=11, hidden=False)
     fns = _tokenizers()
     for ex in task.examples:
         assert fns["ref"](**ex.args) == ex.expect
-    ref = [plain.decode(plain.encode(fns["ref"](**c))) for c in cases]
+    ref = KIT.outputs(fns["ref"], cases)
     for c, toks in zip(cases, ref, strict=True):
         # the tokens are pieces of the lower-cased text, in order, and never punctuation
         text, at = c["text"].lower(), 0
@@ -138,14 +72,14 @@ def test_tokenizer_reference_gives_the_examples_and_splitting_at_spaces_does_not
             assert any(ch.isalnum() for ch in t), t
         if any("\u4e00" <= ch <= "\u9fff" for ch in text):
             assert len(toks) >= 3, (text, toks)  # a Chinese sentence is several words
-    naive = [plain.decode(plain.encode(fns["naive"](**c))) for c in cases]
-    assert score_function(task, cases, ref, naive).fraction <= 0.2
+    naive = KIT.outputs(fns["naive"], cases)
+    assert KIT.score("tokenize", cases, ref, naive).fraction <= 0.2
 
 
 def test_reference_rubric_reproduces_the_planted_scores(data):
-    ns = _namespace(nbformat.read(NB, as_version=4), data, "rubric_applicability")
-    recorded = _load(data / "public" / "kb" / "model_answers.jsonl")
-    hidden = {r["id"]: r for r in _load(data / "hidden" / "kb" / "model_answer_scores.jsonl")}
+    ns = _namespace(KIT.source(), data, "rubric_applicability")
+    recorded = read_jsonl(data / "public" / "kb" / "model_answers.jsonl")
+    hidden = {r["id"]: r for r in read_jsonl(data / "hidden" / "kb" / "model_answer_scores.jsonl")}
     dims = ns["DIMENSIONS"]
     for rec in recorded:
         gold = {d: rec[d] for d in dims} if rec["part"] == "dev" else hidden[rec["id"]]
@@ -155,46 +89,17 @@ def test_reference_rubric_reproduces_the_planted_scores(data):
 
 @pytest.mark.slow
 def test_reference_passes_its_public_checks_and_naive_answers_fail_them(data):
-    assert public_verdicts(nbformat.read(NB, as_version=4), LAB, data) == dict.fromkeys(
-        TASKS.tasks, "PASS"
-    )
-    assert public_verdicts(with_answers(NB, NAIVE), LAB, data) == dict.fromkeys(TASKS.tasks, "FAIL")
+    assert KIT.public_verdicts(KIT.source(), data) == dict.fromkeys(TASKS, "PASS")
+    assert KIT.public_verdicts(KIT.variant(NAIVE), data) == dict.fromkeys(TASKS, "FAIL")
 
 
 @pytest.mark.slow
 def test_grader_gives_the_reference_full_marks_and_naive_answers_almost_none(data, tmp_path):
     """End to end: nbgrader release, two submissions, graded in the bubblewrap sandbox, the QA
     function scored on the hidden test questions and the rubric on the hidden audit scores."""
-    from medai.autograder.batch import grade_lab
-    from medai.autograder.policy import Policy
-    from medai.autograder.sandbox import BubblewrapBackend
-    from medai.autograder.testing import make_course, solved, submit
-
-    course = make_course(tmp_path / "course", LAB, "m11-rag-eval")
-    release = nbformat.read(course / "release/m11-rag-eval/m11-rag-eval.ipynb", as_version=4)
-    name = "m11-rag-eval.ipynb"
-    submit(
-        course, "m11-rag-eval", "honest", {name: solved(release, nbformat.read(NB, as_version=4))}
-    )
-    submit(course, "m11-rag-eval", "naive", {name: solved(release, with_answers(NB, NAIVE))})
-    policy = Policy.model_validate(
-        {"limits": {"wall_s": 150, "cpu_s": 100, "memory_mb": 2048, "scratch_mb": 128}}
-    )
-    summary = grade_lab(
-        course,
-        "m11-rag-eval",
-        backend=BubblewrapBackend(),
-        policy=policy,
-        data_root=data,
-        workers=2,
-        progress=False,
-    )
-    results = {r["student"]: r for r in summary.graded}
-    honest, naive = results["honest"], results["naive"]
-    assert honest["status"] == "graded", honest["messages"]
-    for tid in TASKS.tasks:
-        assert honest["tasks"][tid]["score"] == honest["tasks"][tid]["max"], honest["tasks"][tid]
-        assert naive["tasks"][tid]["score"] <= 0.2 * naive["tasks"][tid]["max"], naive["tasks"][tid]
+    graded = KIT.grade(tmp_path, data, {"honest": KIT.source(), "naive": KIT.variant(NAIVE)})
+    KIT.assert_full_marks(graded["honest"])
+    KIT.assert_at_most(graded["naive"], dict.fromkeys(TASKS, 0.2))
 
 
 # --------------------------------------------------------------------------- calibration script
@@ -207,17 +112,16 @@ def main() -> None:
     args = ap.parse_args()
     from sklearn.metrics import balanced_accuracy_score
 
-    from medai.synthetic.core import generate
-
-    metrics = [m.name for m in TASKS.tasks["qa"].metrics]
+    metrics = [m.name for m in TASKS["qa"].metrics]
     print("| seed | answer | " + " | ".join(metrics) + " | rubric (lowest dimension) |")
     print("|---|---|" + "---|" * (len(metrics) + 1))
     for seed in args.seeds:
-        root = Path(tempfile.mkdtemp(prefix=f"m11-{seed}-"))
-        generate("kb", root, n=args.n, seed=seed)
-        ns = _namespace(nbformat.read(NB, as_version=4), root, "rubric_applicability")
-        audit = [r for r in _load(root / "public/kb/model_answers.jsonl") if r["part"] == "audit"]
-        gold = {r["id"]: r for r in _load(root / "hidden/kb/model_answer_scores.jsonl")}
+        root = generate("kb", Path(tempfile.mkdtemp(prefix=f"m11-{seed}-")), n=args.n, seed=seed)
+        ns = _namespace(KIT.source(), root, "rubric_applicability")
+        audit = [
+            r for r in read_jsonl(root / "public/kb/model_answers.jsonl") if r["part"] == "audit"
+        ]
+        gold = {r["id"]: r for r in read_jsonl(root / "hidden/kb/model_answer_scores.jsonl")}
         rubric = min(
             balanced_accuracy_score(
                 [gold[r["id"]][d] for r in audit], [ns["rubric"](r)[d] for r in audit]
@@ -225,8 +129,8 @@ def main() -> None:
             for d in ns["DIMENSIONS"]
         )
         for name, answer in (("reference", None), *NAIVE_QA.items()):
-            nb = with_answers(NB, {} if answer is None else {"qa_answer": answer})
-            s = hidden_model_scores(nb, root, LAB, "qa")
+            nb = KIT.variant(answer)
+            s = KIT.hidden_model_scores(nb, root, "qa")
             cells = " | ".join(f"{s[m]:.3f}" for m in metrics)
             shown = f"{rubric:.3f}" if answer is None else "—"
             print(f"| {seed} | {name} | {cells} | {shown} |", flush=True)

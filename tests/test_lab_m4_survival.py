@@ -1,84 +1,41 @@
-"""Lab m4-survival: the reference meets the hidden thresholds, naive answers fail.
+"""Lab m4-survival (statins and cardiovascular events): the reference meets the hidden
+thresholds, naive answers (``NAIVE``: censoring ignored, the crude hazard ratio, one risk for
+everyone) fail.
 
-The reference run under papermill is tests/test_notebooks.py's job. Here:
+In-process on a keyed cohort, both are scored against the hidden test outcomes the way the trusted
+scorer scores them; under papermill with the CI parameters, each public check that can catch a
+naive answer prints ``FAIL``. (The reference's own papermill run is tests/test_notebooks.py's.)
 
-1. the reference solution and the naive answers (``NAIVE``) run in-process on a generated
-   cohort and are scored against its *hidden* test outcomes, as the trusted scorer does;
-2. a variant of the notebook with the naive answers in its solution cells runs under papermill
-   with the CI parameters, and each public check that can catch them prints ``FAIL``.
-
-The module doubles as the lab's calibration script for instructors (it lives here, not in the
-lab folder, because everything in a lab folder is released to trainees)::
+For instructors this module is the lab's calibration script, too
+(:func:`medai.testing.labkit.calibrate_cli`)::
 
     .venv/bin/python tests/test_lab_m4_survival.py --seeds 0 1 2 3 4 [--naive]
-
-Hidden splits are drawn with a data key, as on a hub: a fixed one, or
-``MEDAI_TEST_DATA_KEY=<64 hex digits>`` (also for pytest) to check the thresholds under another.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import os
-import tempfile
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from medai.autograder.testing import verdicts
-from medai.site.notebooks import ci_parameters
+from medai.testing.labkit import LabKit, Run
 
-REPO = Path(__file__).resolve().parent.parent
-LAB = REPO / "labs" / "m4-survival"
-NOTEBOOK = "m4-survival.ipynb"
-N_PATIENTS = 10000  # the cohort size the thresholds were set at (the dataset's default)
+KIT = LabKit.of("m4-survival")
 TRUE_STATIN_HR = 0.70  # datasets/synthetic/survival.md
 FIVE_YEARS = 1826  # days
 
-# Naive answers, by the grade_id of the solution cell they replace. Each must fail its check.
-NAIVE = {
-    # ignore censoring: the share of patients without an event within five years
-    "km_answer": """
-km_5y = float(1 - ((train["event"] == 1) & (train["time_days"] <= FIVE_YEARS)).mean())
-""",
-    # the crude comparison: statin users against non-users, nothing else in the model
-    "cox_answer": """
-unadjusted = CoxPHFitter().fit(train[["statin", "time_days", "event"]], "time_days", "event")
-statin_hr = float(np.exp(unadjusted.params_["statin"]))
-""",
-    # the same risk for everyone
-    "risk_answer": """
-def predict_risk(df):
-    return np.ones(len(df))
-""",
-}
+NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m4-survival.yaml
 
 
-def run_cells(params: dict, naive: dict[str, str] | None = None) -> dict:
-    """Execute the notebook's code cells in this process (solutions, or ``naive`` replacements)
-    with ``check`` replaced by a recorder; return ``{task: (value, *extra)}``."""
-    nb = nbformat.read(LAB / NOTEBOOK, as_version=4)
-    recorded: dict = {}
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        src = (naive or {}).get(gid, cell.source)
-        if gid == "parameters":
-            src += "\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
-        with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(src, gid or "cell", "exec"), ns)  # our own notebook
-        ns["check"] = lambda task, value, *extra: recorded.__setitem__(task, (value, *extra))
-    return recorded
+def run_cells(root: Path, params: dict, naive: dict[str, str] | None = None) -> Run:
+    """Execute the notebook's code cells in this process on the public data of ``root``
+    (solutions, or ``naive`` replacements) with ``check`` replaced by a recorder."""
+    return KIT.run(KIT.variant(naive), params, data=root)
 
 
-def score(root: Path, rec: dict) -> dict:
+def score(root: Path, rec: Run) -> dict:
     """What the trusted scorer would compute, on the dev fold and on the hidden test split."""
     from lifelines.utils import concordance_index
 
@@ -87,10 +44,10 @@ def score(root: Path, rec: dict) -> dict:
     hidden = pd.read_csv(root / "hidden" / "survival" / "test_outcomes.csv")
     hidden = hidden.set_index("patient_id").loc[test["patient_id"]]
     dev = train[train["fold"] == 0]
-    hr = float(rec["statin_hr"][0])
-    out: dict = {"km_5y": float(rec["km_5y"][0]), "statin_hr": hr}
+    hr = float(rec.checked["statin_hr"])
+    out: dict = {"km_5y": float(rec.checked["km_5y"]), "statin_hr": hr}
     out["hr_within_20pct"] = int(abs(hr - TRUE_STATIN_HR) <= 0.2 * TRUE_STATIN_HR)
-    fn = rec["cv_risk"][0]
+    fn = rec.checked["cv_risk"]
     # concordance_index wants a score that is higher for *longer* survival: negate the risk
     out["c_index:dev"] = concordance_index(dev["time_days"], -np.asarray(fn(dev)), dev["event"])
     out["c_index:test"] = concordance_index(
@@ -107,10 +64,7 @@ def score(root: Path, rec: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, data_key):
-    from medai.synthetic import generate
-
-    root = tmp_path_factory.mktemp("m4-data")
-    generate("survival", root, n=N_PATIENTS, seed=0, secret=data_key)  # keyed, as on a hub
+    root = KIT.calibration_data(tmp_path_factory.mktemp("m4-data"), secret=data_key)  # keyed
     header = (root / "public" / "survival" / "train.csv").read_text().splitlines()[0]
     assert "fold" in header, (
         "the lab's development split needs the survival generator's `fold` column"
@@ -119,12 +73,10 @@ def data_root(tmp_path_factory, data_key):
 
 
 @pytest.mark.slow
-def test_reference_meets_hidden_thresholds_and_naive_does_not(data_root, monkeypatch):
+def test_reference_meets_hidden_thresholds_and_naive_does_not(data_root):
     from lifelines import KaplanMeierFitter
 
-    monkeypatch.setenv("MEDAI_DATA", str(data_root / "public"))
-    params = ci_parameters(LAB, NOTEBOOK)
-    ref = score(data_root, run_cells(params))
+    ref = score(data_root, run_cells(data_root, KIT.ci))
     assert ref["c_index:test"] >= 0.70, ref
     assert ref["hr_within_20pct"] == 1, ref
     # the hand-made Kaplan-Meier estimate is lifelines' estimate
@@ -132,7 +84,7 @@ def test_reference_meets_hidden_thresholds_and_naive_does_not(data_root, monkeyp
     km = KaplanMeierFitter().fit(train["time_days"], train["event"]).predict(FIVE_YEARS)
     assert ref["km_5y"] == pytest.approx(km, abs=1e-9)
 
-    naive = score(data_root, run_cells(params, NAIVE))
+    naive = score(data_root, run_cells(data_root, KIT.ci, NAIVE))
     assert naive["c_index:test"] <= 0.60, naive  # no marks at all
     assert naive["hr_within_20pct"] == 0, naive
     assert naive["statin_hr"] > 1.0, naive  # confounding by indication flips the direction
@@ -140,36 +92,8 @@ def test_reference_meets_hidden_thresholds_and_naive_does_not(data_root, monkeyp
 
 
 @pytest.mark.slow
-def test_naive_answers_fail_their_public_checks(data_root, tmp_path, monkeypatch):
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    monkeypatch.setenv("MEDAI_DATA", str(data_root / "public"))
-    work = tmp_path / "lab"
-    work.mkdir()
-    (work / "tasks.yaml").write_text((LAB / "tasks.yaml").read_text())
-    nb = nbformat.read(LAB / NOTEBOOK, as_version=4)
-    replaced = set()
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in NAIVE:
-            cell.source = NAIVE[gid]
-            replaced.add(gid)
-    assert replaced == set(NAIVE), "a naive answer names a cell the notebook lacks"
-    nbformat.write(nb, work / NOTEBOOK)
-    out = work / "executed.ipynb"
-    with pytest.raises(PapermillExecutionError):  # a failed public check raises CheckFailed
-        pm.execute_notebook(
-            str(work / NOTEBOOK),
-            str(out),
-            parameters=ci_parameters(LAB, NOTEBOOK),
-            kernel_name="python3",
-            cwd=str(work),
-            progress_bar=False,
-            allow_errors=True,  # run every cell, so that each check reports
-            execution_timeout=90,
-        )
-    found = verdicts(out)
+def test_naive_answers_fail_their_public_checks(data_root, tmp_path):
+    found = KIT.papermill(KIT.variant(NAIVE), data_root / "public", tmp_path).verdicts
     for task in ("statin_hr", "cv_risk"):
         assert found.get(task) == "FAIL", (task, found)
     # a value task's public check looks at the form only: ignoring censoring is caught when
@@ -181,25 +105,10 @@ def test_naive_answers_fail_their_public_checks(data_root, tmp_path, monkeypatch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Score lab m4's reference (or naive answers).")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--n", type=int, default=N_PATIENTS)
-    ap.add_argument("--data-root", help="existing data root per seed, e.g. /tmp/surv{seed}")
-    ap.add_argument("--naive", action="store_true", help="score the naive answers instead")
-    args = ap.parse_args()
-    from medai.autograder.testing import lab_data_key
-    from medai.synthetic import generate
+    def figures(root: Path, seed: int, args) -> dict:
+        return score(root, run_cells(root, {"SEED": seed}, args.answers))
 
-    for seed in args.seeds:
-        if args.data_root:
-            root = Path(args.data_root.format(seed=seed))
-        else:
-            root = Path(tempfile.mkdtemp(prefix=f"m4-{seed}-"))
-            generate("survival", root, n=args.n, seed=seed, secret=lab_data_key())
-        os.environ["MEDAI_DATA"] = str(root / "public")
-        figures = score(root, run_cells({"SEED": seed}, NAIVE if args.naive else None))
-        shown = (f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
-        print(f"seed {seed}: " + ", ".join(shown))
+    KIT.calibrate_cli("Score lab m4's reference (or naive answers).", figures, naive=True)
 
 
 if __name__ == "__main__":

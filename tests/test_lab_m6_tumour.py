@@ -12,57 +12,32 @@ The reference notebook itself runs in the notebook CI (tests/test_notebooks.py).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-import shutil
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-import yaml
 
 from medai.autograder.metrics import dice
-from medai.autograder.tasks import load_tasks
-from medai.autograder.testing import hidden_model_scores, with_answer
-from medai.synthetic.core import generate
+from medai.testing.labkit import LabKit, generate
 
-LAB = Path(__file__).resolve().parent.parent / "labs" / "m6-tumour"
-NB = LAB / "m6-tumour.ipynb"
+KIT = LabKit.of("m6-tumour")
 TASK = "tumour_unet"
-SPEC = load_tasks(LAB / "tasks.yaml").tasks[TASK]
-CI = yaml.safe_load((LAB / "ci.yaml").read_text(encoding="utf-8"))
 
-NAIVE = {
-    # the best global grey-level threshold of Task 1, applied to the test images
-    "threshold": "def predict(batch):\n    return (batch >= best_threshold).astype(np.uint8)\n",
-    "background": "def predict(batch):\n    return np.zeros(batch.shape, dtype=np.uint8)\n",
-}
-
-
-def _variant(answer: str | None) -> nbformat.NotebookNode:
-    return with_answer(NB, f"{TASK}_answer", answer)
+NAIVE = KIT.variants  # naive answers by name (medai/testing/labs/m6-tumour.yaml)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, data_key) -> Path:
-    root = tmp_path_factory.mktemp("m6data")
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        generate("tumour", root, n=2000, seed=0, secret=data_key)  # keyed, as on a hub
-    return root
+    # keyed, as on a hub
+    return generate("tumour", tmp_path_factory.mktemp("m6data"), n=2000, seed=0, secret=data_key)
 
 
-def _hidden_scores(nb: nbformat.NotebookNode, root: Path) -> dict[str, float]:
-    return hidden_model_scores(nb, root, LAB, TASK, mask_shape=(64, 64))
+def _hidden_scores(nb, root: Path) -> dict[str, float]:
+    return KIT.hidden_model_scores(nb, root, TASK, mask_shape=(64, 64))
 
 
 def test_dice_per_image_matches_the_grader():
-    cell = next(
-        c
-        for c in _variant(None).cells
-        if c.metadata["nbgrader"]["grade_id"] == "threshold_dice_answer"
-    )
+    cell = KIT.cell("threshold_dice_answer")
     source = cell.source.split("scores = ")[0]  # the function only, not the training-set scan
     ns: dict = {"np": np}
     exec(source, ns)
@@ -78,15 +53,13 @@ def test_dice_per_image_matches_the_grader():
 
 @pytest.mark.slow
 def test_reference_reaches_thresholds_on_hidden_masks(data):
-    scores = _hidden_scores(_variant(None), data)
-    for m in SPEC.metrics:
-        assert scores[m.name] >= m.full_marks_at, (m.name, scores)
+    KIT.assert_full_marks_at(TASK, _hidden_scores(KIT.source(), data))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("naive", sorted(NAIVE))
 def test_naive_answers_fail_on_hidden_masks(data, naive):
-    scores = _hidden_scores(_variant(NAIVE[naive]), data)
+    scores = _hidden_scores(KIT.variant(NAIVE[naive]), data)
     # a global threshold: Dice about 0.2, some lesions overlapped with IoU >= 0.2; empty: Dice 0.25 (the
     # lesion-free images), sensitivity 0
     assert scores["dice"] <= 0.40, scores
@@ -94,31 +67,14 @@ def test_naive_answers_fail_on_hidden_masks(data, naive):
 
 
 @pytest.mark.slow
-def test_threshold_notebook_fails_the_public_check(data, tmp_path, monkeypatch):
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    monkeypatch.setenv("MEDAI_DATA", str(data / "public"))
-    work = tmp_path / "lab"
-    work.mkdir()
-    shutil.copy(LAB / "tasks.yaml", work / "tasks.yaml")
-    nbformat.write(_variant(NAIVE["threshold"]), work / NB.name)
-    with pytest.raises(PapermillExecutionError) as info:
-        pm.execute_notebook(
-            str(work / NB.name),
-            str(work / "out.ipynb"),
-            parameters=CI,
-            kernel_name="python3",
-            cwd=str(work),
-            progress_bar=False,
-        )
-    # the failure is the public check's verdict with its figures, not a crash on the way
-    assert info.value.ename == "CheckFailed", info.value.evalue
-    verdict = re.search(
-        r"FAIL \[tumour_unet\] dice ([\d.]+) .*lesion_sensitivity ([\d.]+)", info.value.evalue
+def test_threshold_notebook_fails_the_public_check(data, tmp_path):
+    # stops at the first error, the U-Net's check
+    run = KIT.papermill(
+        KIT.variant(NAIVE["threshold"]), data / "public", tmp_path, allow_errors=False
     )
-    assert verdict, info.value.evalue
-    assert float(verdict[1]) < 0.40 and float(verdict[2]) < 0.75, info.value.evalue
-    out = nbformat.read(work / "out.ipynb", as_version=4)
-    passed = [c for c in out.cells if "PASS [threshold_dice]" in str(c.get("outputs", ""))]
-    assert passed, "the threshold-Dice check before the U-Net should still pass"
+    # the failure is the public check's verdict with its figures, not a crash on the way
+    dice_, sensitivity = run.figures(TASK, "dice", "lesion_sensitivity")
+    assert dice_ < 0.40 and sensitivity < 0.75, run.error.evalue
+    assert run.verdicts["threshold_dice"] == "PASS", (
+        "the threshold-Dice check before the U-Net should still pass"
+    )

@@ -18,95 +18,22 @@ and the small hospitals' own models, per seed)::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import os
-import tempfile
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from medai.autograder.testing import SOLUTION_REGION
-from medai.site.notebooks import ci_parameters
+from medai.testing.labkit import LabKit, Run
 
-REPO = Path(__file__).resolve().parent.parent
-LAB = REPO / "labs" / "m8-federated"
-NOTEBOOK = "m8-federated.ipynb"
-N_PATIENTS = 6000  # the size the thresholds were set at (courses/demo-course.yaml)
+KIT = LabKit.of("m8-federated")
 
-NAIVE = {
-    # each hospital's mean and sd, averaged as if every hospital were the same size
-    "global_stats_answer": (
-        "    n = len(summaries)\n"
-        "    mean = sum(s[1] / s[0] for s in summaries) / n\n"
-        "    sd = sum(np.sqrt(s[2] / s[0] - (s[1] / s[0]) ** 2) for s in summaries) / n\n"
-        "    return mean, sd\n"
-    ),
-    # FedAvg's update whatever mu says
-    "local_update_answer": (
-        "    Xb = np.c_[np.ones(len(X)), X]\n"
-        "    w = np.array(w_global, dtype=float)\n"
-        "    for _ in range(steps):\n"
-        "        w = w - lr * Xb.T @ (sigmoid(Xb @ w) - y) / len(y)\n"
-        "    return w\n"
-    ),
-    # the smallest hospital's own model, no federation
-    "federated_model_answer": (
-        "def federate(mu):\n"
-        "    return local_train(np.zeros(len(FEATURES) + 1), *site_data[SMALL[0]], 0.0,\n"
-        "                       ROUNDS * LOCAL_STEPS, LEARNING_RATE)\n"
-        "def predict_federated(table):\n"
-        "    X = (table[FEATURES].to_numpy() - MEAN) / SD\n"
-        "    return sigmoid(np.c_[np.ones(len(X)), X] @ w_fedprox)\n"
-    ),
-}
+NAIVE = KIT.naive  # by answer cell: medai/testing/labs/m8-federated.yaml
 
 
-def variant(answers: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    nb = nbformat.read(LAB / NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if answers and gid in answers:
-            cell.source = SOLUTION_REGION.sub(lambda _m, c=answers[gid]: c, cell.source)
-    return nb
-
-
-def generate(root: Path, seed: int, n: int = N_PATIENTS) -> Path:
-    from medai.synthetic.core import generate as gen
-
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        gen("multisite", root, n=n, seed=seed)
-    return root
-
-
-def run_cells(nb: nbformat.NotebookNode, root: Path, params: dict) -> dict:
-    """Run the notebook's code cells in this process (``check`` records); return the namespace."""
-    recorded: dict = {}
-    ns: dict = {}
-    before = os.environ.get("MEDAI_DATA")
-    os.environ["MEDAI_DATA"] = str(root / "public")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            for cell in nb.cells:
-                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-                if cell.cell_type != "code" or gid in ("explore", "flower"):
-                    continue
-                source = cell.source
-                if gid == "parameters":
-                    source += "".join(f"\n{k} = {v!r}" for k, v in params.items())
-                exec(compile(source, gid or "cell", "exec"), ns)  # our own notebook
-                ns["check"] = lambda tid, value, *extra: recorded.__setitem__(tid, value)
-    finally:
-        if before is None:
-            os.environ.pop("MEDAI_DATA", None)
-        else:
-            os.environ["MEDAI_DATA"] = before
-    ns["recorded"] = recorded
-    return ns
+def run_cells(nb, root: Path, params: dict) -> Run:
+    """Run the notebook's code cells in this process (``check`` records)."""
+    return KIT.run(nb, params, data=root, skip={"explore", "flower"})
 
 
 def hidden_test(root: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -119,7 +46,7 @@ def hidden_test(root: Path) -> tuple[pd.DataFrame, np.ndarray]:
 def calibrate(root: Path, params: dict) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
-    ns = run_cells(variant(), root, params)
+    ns = run_cells(KIT.source(), root, params)
     test, y = hidden_test(root)
     X = np.c_[np.ones(len(test)), (test[ns["FEATURES"]].to_numpy() - ns["MEAN"]) / ns["SD"]]
     steps = ns["ROUNDS"] * ns["LOCAL_STEPS"]
@@ -141,7 +68,7 @@ def calibrate(root: Path, params: dict) -> dict[str, float]:
     out["small alone (mean)"], out["small alone (max)"] = float(np.mean(alone)), float(max(alone))
     out["|FedProx - pooled|"] = abs(out["FedProx"] - out["pooled"])
     out["FedProx - small alone"] = out["FedProx"] - out["small alone (mean)"]
-    out["graded"] = float(roc_auc_score(y, ns["recorded"]["federated_model"](test)))
+    out["graded"] = float(roc_auc_score(y, ns.checked["federated_model"](test)))
     return out
 
 
@@ -150,12 +77,12 @@ def calibrate(root: Path, params: dict) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("m8-data"), seed=0)
+    return KIT.calibration_data(tmp_path_factory.mktemp("m8-data"))
 
 
 @pytest.fixture(scope="module")
 def reference(data_root) -> dict:
-    return run_cells(variant(), data_root, ci_parameters(LAB, NOTEBOOK))
+    return run_cells(KIT.source(), data_root, KIT.ci)
 
 
 def test_combine_matches_pooled_pandas(reference):
@@ -187,32 +114,9 @@ def test_local_train_follows_the_fedprox_gradient(reference):
 @pytest.mark.slow
 def test_grader_gives_the_reference_full_marks_and_naive_answers_little(data_root, tmp_path):
     """End to end: nbgrader release, two submissions, graded in the bubblewrap sandbox."""
-    from medai.autograder.batch import grade_lab
-    from medai.autograder.policy import Policy
-    from medai.autograder.sandbox import BubblewrapBackend
-    from medai.autograder.testing import make_course, solved, submit
-
-    course = make_course(tmp_path / "course", LAB, "m8-federated")
-    release = nbformat.read(course / "release/m8-federated" / NOTEBOOK, as_version=4)
-    submit(course, "m8-federated", "honest", {NOTEBOOK: solved(release, variant())})
-    submit(course, "m8-federated", "naive", {NOTEBOOK: solved(release, variant(NAIVE))})
-    policy = Policy.model_validate(
-        {"limits": {"wall_s": 90, "cpu_s": 80, "memory_mb": 2048, "scratch_mb": 128}}
-    )
-    summary = grade_lab(
-        course,
-        "m8-federated",
-        backend=BubblewrapBackend(),
-        policy=policy,
-        data_root=data_root,
-        workers=2,
-        progress=False,
-    )
-    results = {r["student"]: r for r in summary.graded}
-    honest, naive = results["honest"], results["naive"]
-    assert honest["status"] == "graded", honest["messages"]
-    for tid in ("global_stats", "local_update", "federated_model"):
-        assert honest["tasks"][tid]["score"] == honest["tasks"][tid]["max"], honest["tasks"][tid]
+    graded = KIT.grade(tmp_path, data_root, {"honest": KIT.source(), "naive": KIT.variant(NAIVE)})
+    honest, naive = graded["honest"], graded["naive"]
+    KIT.assert_full_marks(honest)
     assert naive["tasks"]["global_stats"]["score"] == 0, naive["tasks"]["global_stats"]
     # the mu = 0 draws (one choice in five) are right by accident
     assert naive["tasks"]["local_update"]["score"] <= 0.4 * 3, naive["tasks"]["local_update"]
@@ -220,28 +124,10 @@ def test_grader_gives_the_reference_full_marks_and_naive_answers_little(data_roo
 
 
 @pytest.mark.slow
-def test_naive_notebook_fails_the_public_checks(data_root, tmp_path, monkeypatch):
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    from medai.autograder.testing import verdicts
-
-    monkeypatch.setenv("MEDAI_DATA", str(data_root / "public"))
-    (tmp_path / "tasks.yaml").write_text((LAB / "tasks.yaml").read_text())
-    nbformat.write(variant(NAIVE), tmp_path / NOTEBOOK)
-    with pytest.raises(PapermillExecutionError):
-        pm.execute_notebook(
-            str(tmp_path / NOTEBOOK),
-            str(tmp_path / "out.ipynb"),
-            parameters=ci_parameters(LAB, NOTEBOOK),
-            kernel_name="python3",
-            cwd=str(tmp_path),
-            progress_bar=False,
-            allow_errors=True,
-            execution_timeout=60,
-        )
+def test_naive_notebook_fails_the_public_checks(data_root, tmp_path):
+    run = KIT.papermill(KIT.variant(NAIVE), data_root / "public", tmp_path)
     # a value task's public check sees the form only; the grader compares it with the reference
-    assert verdicts(tmp_path / "out.ipynb") == {
+    assert run.verdicts == {
         "global_stats": "PASS",
         "local_update": "FAIL",
         "federated_model": "FAIL",
@@ -252,17 +138,10 @@ def test_naive_notebook_fails_the_public_checks(data_root, tmp_path, monkeypatch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Calibrate lab m8 on hidden test patients.")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--n", type=int, default=N_PATIENTS)
-    args = ap.parse_args()
-    rows = []
-    for seed in args.seeds:
-        root = generate(Path(tempfile.mkdtemp(prefix=f"m8-{seed}-")), seed, args.n)
-        rows.append(calibrate(root, {"SEED": seed}))
-        print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()))
-    for name, fn in (("min", min), ("mean", np.mean), ("max", max)):
-        print(f"{name}: " + ", ".join(f"{k} {fn([r[k] for r in rows]):.3f}" for k in rows[0]))
+    KIT.calibrate_cli(
+        "Calibrate lab m8 on hidden test patients.",
+        lambda root, seed, args: calibrate(root, {"SEED": seed}),
+    )
 
 
 if __name__ == "__main__":

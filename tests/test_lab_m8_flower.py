@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import os
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from medai.testing.labkit import generate
 
 DEMO = Path(__file__).resolve().parent.parent / "labs" / "m8-federated" / "flower" / "run_demo.py"
 
@@ -45,10 +46,7 @@ def _flower_processes() -> set[int]:
 
 @pytest.mark.slow
 def test_flower_deployment_runs_the_same_fedavg_with_a_supernode_per_hospital(tmp_path):
-    from medai.synthetic.core import generate
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        data = generate("multisite", tmp_path / "data", n=6000, seed=0)
+    data = generate("multisite", tmp_path / "data", n=6000, seed=0) / "public" / "multisite"
     before = _flower_processes()  # other people's, on a shared machine
     demo = _load_demo()
     t0 = time.monotonic()

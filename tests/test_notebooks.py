@@ -15,7 +15,6 @@ import nbformat
 import pytest
 
 from medai.config import load_config
-from medai.site import _example_lab as ex
 from medai.site.labs import discover_labs
 from medai.site.notebooks import (
     ci_parameters,
@@ -24,6 +23,7 @@ from medai.site.notebooks import (
     run_reference,
     run_student,
 )
+from medai.testing import example_lab as ex
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = load_config(REPO / "courses" / "demo-course.yaml")

@@ -12,9 +12,9 @@ import yaml
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from medai.hub import staffpages
-from medai.hub.client import LoopbackTransport, origins_of
 from medai.hub.launcher import LaunchError, choose_origins, free_port
 from medai.hub.origins import Origins, OriginsError, check_public_host
+from medai.testing.hub import LoopbackTransport, origins_of
 
 
 def test_hub_servers_and_services_get_their_own_hosts():

@@ -1,7 +1,7 @@
 """The course site: strict build, offline, student versions only, automatic navigation.
 
 Most tests build a small course in a temporary folder (one module, one nbgrader lab written by
-:mod:`medai.site._example_lab`, one dataset card) so the secret lines are known exactly; one test
+:mod:`medai.testing.example_lab`, one dataset card) so the secret lines are known exactly; one test
 builds the repository's real site through the CLI.
 """
 
@@ -17,10 +17,10 @@ import nbformat
 import pytest
 from typer.testing import CliRunner
 
-from medai.site import _example_lab as ex
 from medai.site.build import MARKER, SiteBuildError, SitePaths, build_site, find_external_assets
 from medai.site.labs import discover_labs
 from medai.site.leaks import find_leaks, secret_lines
+from medai.testing import example_lab as ex
 
 REPO = Path(__file__).resolve().parent.parent
 HUB = "http://hub.example.org:8000"

@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from medai.site import _example_lab as ex
 from medai.site.build import SitePaths, build_site
 from medai.site.serve import serve_in_thread
+from medai.testing import example_lab as ex
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,6 @@ by the formgrader itself, typesets the answer's formula.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,8 @@ from urllib.parse import quote, urlsplit
 import nbformat
 import pytest
 
-from medai.hub.client import HubUser
+from medai.testing.browser import log_in
+from medai.testing.hub import HubUser, tokens_with_note
 from tests.adversarial.hostile_html import hostile_notebook, hostile_outputs, js
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -55,11 +55,7 @@ def run(cmd: list, cwd: Path) -> None:
 
 def pwned_tokens(layout) -> int:
     """API tokens with the payload's note, in the hub's own database."""
-    db = sqlite3.connect(f"file:{layout.hub / 'jupyterhub.sqlite'}?mode=ro", uri=True)
-    try:
-        return db.execute("select count(*) from api_tokens where note = 'pwned'").fetchone()[0]
-    finally:
-        db.close()
+    return tokens_with_note(layout.hub, "pwned")
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +137,7 @@ def staff(browser, running_hub):
     ctx.on("request", lambda r: record["requests"].append(r.url))
     page = ctx.new_page()
     page.goto(hub.url + "/hub/login?next=" + quote("/hub/home"))
-    page.fill("#username_input", "teacher")
-    page.fill("#password_input", hub.passwords["teacher"])
-    page.click("#login_submit")
+    log_in(page, "teacher", hub.passwords["teacher"])
     page.wait_for_url("**/hub/home")
     yield page, record
     ctx.close()

@@ -188,7 +188,9 @@ runner = CliRunner()
 def test_cli_list_and_info():
     res = runner.invoke(app, ["data", "list"])
     assert res.exit_code == 0, res.stderr
-    names = [line.split()[0] for line in res.stdout.splitlines()]
+    header, *lines = res.stdout.splitlines()
+    assert header.split()[:2] == ["NAME", "KIND"]
+    names = [line.split()[0] for line in lines if line.split()[1] == "public"]
     assert names[:3] == ["ehr", "multisite", "survival"]
     assert set(core.available()) == set(names)
     res = runner.invoke(app, ["data", "info", "survival"])
@@ -231,3 +233,33 @@ def test_cli_bad_input(tmp_path, args, message):
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert not (tmp_path / "d").exists()
+
+
+# --- the self-study cache key follows every module that shapes the data ------------------------
+
+_IMPORTED = """
+import json, sys, tempfile
+from medai.synthetic.core import generate, get_spec
+name = sys.argv[1]
+with tempfile.TemporaryDirectory() as out:
+    generate(name, out, n=get_spec(name).min_n, seed=1)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "medai")))
+"""
+
+
+@pytest.mark.parametrize("name", core.available())
+def test_cache_key_covers_every_module_a_generation_runs(name):
+    """Every medai module loaded while generating ``name`` is hashed into its cache key (so a
+    change to a shared helper such as _cohort or _tables regenerates the self-study copy)."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _IMPORTED, name], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    loaded = set(json.loads(res.stdout))
+    hashed = set(core.generator_modules(name))
+    assert loaded - hashed == set(), f"{name}: not in the cache key: {sorted(loaded - hashed)}"
+    assert f"medai.synthetic.{name}" in hashed and "medai.synthetic.core" in hashed

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medai.autograder.testing import lab_data_key
 from medai.synthetic import notes as notes_mod
 from medai.synthetic.core import generate
+from medai.testing.course import lab_data_key
 
 MEDIA = ("skin", "tumour", "rppg", "ecg", "notes", "kb")
 REPO = Path(__file__).resolve().parent.parent

@@ -278,7 +278,7 @@ def test_label_scarce_pseudo_labels_and_active_learning_help(data_root, key):
     codes = np.r_[yL, -np.ones(len(XU), int)]
     pseudo = auroc(SelfTrainingClassifier(lr(), threshold=0.95).fit(np.r_[XL, XU], codes))
 
-    def acquire(strategy: str, seed: int = 0, rounds: int = 6, step: int = 10) -> float:
+    def acquire(strategy: str, seed: int = 0, rounds: int = 4, step: int = 10) -> float:
         rng = np.random.default_rng(seed)
         Xl, yl, free = XL, yL, np.ones(len(XU), bool)
         for _ in range(rounds):
@@ -297,10 +297,10 @@ def test_label_scarce_pseudo_labels_and_active_learning_help(data_root, key):
     full = auroc(lr().fit(np.r_[XL, XU], np.r_[yL, yU]))
     print(
         f"label_scarce macro AUROC: supervised(40) {sup:.3f}, self-training {pseudo:.3f}, "
-        f"+60 by margin {active:.3f}, +60 at random {random_mean:.3f}, all labels {full:.3f}"
+        f"+40 by margin {active:.3f}, +40 at random {random_mean:.3f}, all labels {full:.3f}"
     )
     assert pseudo >= sup + 0.02
-    assert active >= random_mean + 0.015  # the card: +0.019 to +0.041 over seeds 0-9
+    assert active >= random_mean + 0.02  # the card: +0.022 to +0.036 over seeds 0-9
     assert active >= 0.95 * full
 
 

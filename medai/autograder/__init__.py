@@ -11,7 +11,7 @@ feedback, export). This package replaces how a submission is executed and scored
 - :mod:`~medai.autograder.runner`   runs inside the sandbox: executes the notebook's cells
 - :mod:`~medai.autograder.kinds`    one module per task kind: public check, record, scoring
 - :mod:`~medai.autograder.scoring`  the trusted scorer: tolerances, metrics, partial credit
-- :mod:`~medai.autograder.policy`   limits, late policy and extensions (``autograder/policy.yaml``)
+- :mod:`~medai.autograder.policy`   limits, late policy, extensions: the policy file schema
 - :mod:`~medai.autograder.steps`    the grading pipeline's named steps and ``GradeResult``
 - :mod:`~medai.autograder.batch`    ``medai grade``: the parallel, resumable batch loop
 - :mod:`~medai.autograder.export`   ``medai grades export``: grades to CSV

@@ -33,7 +33,9 @@ def grade(
         None, help="Data root holding public/ and hidden/ (default: $MEDAI_DATA_ROOT)."
     ),
     policy: Path = typer.Option(
-        None, help="Grading policy YAML (default: autograder/policy.yaml)."
+        None,
+        help="Grading policy YAML, listing only what it changes (default: the built-in "
+        "defaults; see courses/reference/grading-policy.md).",
     ),
     force: bool = typer.Option(False, help="Regrade submissions that already have a result."),
     insecure: bool = typer.Option(

@@ -70,27 +70,12 @@ def _enter_grading(spec: TaskFile, inputs_dir: Path, emit: Callable[[dict], None
 _resolved: dict[str, Path] = {}  # dataset -> folder chosen by the lab's own data_dir() call
 
 
-def _generator_version(dataset: str, package: Path | None = None) -> str:
-    """Short hash of the generator code, so an updated course never reuses stale data.
+def _generator_version(dataset: str) -> str:
+    """Hash of all generator code that shapes ``dataset``, so an updated course never reuses
+    stale data (:func:`medai.synthetic.core.generator_version`)."""
+    from medai.synthetic.core import generator_version
 
-    Every module of the generators' package counts (``medai.synthetic``, or ``package``): a
-    dataset's module shapes its data together with the shared ones it imports (cohort,
-    tables, writing), and a change to any of them must give a fresh cache folder.
-    """
-    import hashlib
-    import importlib.util
-
-    if package is None:
-        spec = importlib.util.find_spec("medai.synthetic")
-        if spec is None or not spec.submodule_search_locations:
-            return "unknown"
-        package = Path(next(iter(spec.submodule_search_locations)))
-    if not (package / f"{dataset}.py").is_file():
-        return "unknown"
-    digest = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:8]
+    return generator_version(dataset)
 
 
 def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
@@ -112,7 +97,9 @@ def data_dir(dataset: str, *, n: int | None = None, seed: int = 0) -> Path:
         return path
     if n is None and seed == 0 and dataset in _resolved:
         return _resolved[dataset]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medai" / "data"
+    from medai.paths import data_cache
+
+    cache = data_cache()
     key = f"{dataset}-n{n if n is not None else 'default'}-s{seed}-{_generator_version(dataset)}"
     path = cache / key / "public" / dataset
     if not path.is_dir():

@@ -40,8 +40,10 @@ import bcrypt
 from jinja2 import ChoiceLoader, FileSystemLoader
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATES
+from nativeauthenticator.handlers import ChangePasswordHandler as NativeChangePasswordHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
+from tornado import web
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
 from traitlets import Integer, Unicode
@@ -148,6 +150,53 @@ class MedaiLoginHandler(NativeLoginHandler):
         html = await self._render(
             login_error=refusal or "Invalid username or password.",
             username=data.get("username", "")[:64],
+        )
+        self.finish(html)
+
+
+class MedaiChangePasswordHandler(NativeChangePasswordHandler):
+    """NativeAuthenticator's change-password page, with its two bcrypt runs (checking the old
+    password, hashing the new one) off the event loop, and a wrong old password counted like a
+    wrong login: a stolen session cannot be used to guess the password at full speed."""
+
+    @web.authenticated
+    async def post(self):
+        auth = self.authenticator
+        user = await self.get_current_user()
+        old = self.get_body_argument("old_password", strip=False)
+        new = self.get_body_argument("new_password", strip=False)
+        confirmation = self.get_body_argument("new_password_confirmation", strip=False)
+        address = client_address(self)
+        info = auth.get_user(user.name)
+        refusal = auth._ip_refusal(address) or auth._account_refusal(user.name)
+        if refusal:
+            ok, message = False, refusal
+        elif info is None:
+            ok, message = False, "This account has no password here; ask your instructor."
+        else:
+            auth.log.info("checking the password of %r (from %s)", user.name, address)
+            pw_hash = bytes(info.password)
+            if not await asyncio.to_thread(password_matches, old, pw_hash):
+                auth._note_failure(user.name, address)
+                ok, message = False, "Your current password was incorrect. Please try again."
+            elif new != confirmation:
+                ok, message = False, "The new password and its confirmation differ."
+            elif not auth.is_password_strong(new):
+                ok = False
+                message = (
+                    f"Choose a password of at least {auth.minimum_password_length} characters "
+                    "that is not a common one."
+                )
+            else:
+                new_hash = await asyncio.to_thread(bcrypt.hashpw, new.encode(), bcrypt.gensalt())
+                info.password = new_hash
+                auth.db.commit()
+                ok, message = True, "Your password has been changed successfully!"
+        html = await self.render_template(
+            "change-password.html",
+            user_name=user.name,
+            result_message=message,
+            alert="alert-success" if ok else "alert-danger",
         )
         self.finish(html)
 
@@ -280,7 +329,8 @@ class MedaiAuthenticator(NativeAuthenticator):
         return None
 
     def get_handlers(self, app):
-        return [
-            (path, MedaiLoginHandler if handler is NativeLoginHandler else handler)
-            for path, handler in super().get_handlers(app)
-        ]
+        ours = {
+            NativeLoginHandler: MedaiLoginHandler,
+            NativeChangePasswordHandler: MedaiChangePasswordHandler,
+        }
+        return [(path, ours.get(handler, handler)) for path, handler in super().get_handlers(app)]

@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from medai.config import ConfigError, CourseConfig, load_config
+from medai.paths import STATE, RepositoryContentMissing, repo, require_repo
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO_ROOT / "courses" / "demo-course.yaml"
-DEFAULT_STATE = Path(".medai") / "state"
+DEMO_CONFIG = repo("courses", "demo-course.yaml")
+DEFAULT_STATE = STATE
 
 accounts_app = typer.Typer(help="Hub accounts: passwords for the course's people.")
 class_app = typer.Typer(
@@ -21,7 +21,16 @@ class_app = typer.Typer(
 
 def _load(config: Path) -> CourseConfig:
     try:
+        if config == DEMO_CONFIG:
+            require_repo(
+                config,
+                "the demo course",
+                "Run from a checkout of the repository, or pass --config YOUR-COURSE.yaml",
+            )
         return load_config(config)
+    except RepositoryContentMissing as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     except ConfigError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

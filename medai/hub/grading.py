@@ -46,8 +46,9 @@ from tornado import escape, ioloop, web
 from medai.autograder import GradingError
 from medai.autograder.runs import GradingRuns
 from medai.hub.layout import StateLayout
+from medai.paths import package_file
 
-UI_DIR = Path(__file__).with_name("grading_ui")
+UI_DIR = package_file("hub", "grading_ui")
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -241,6 +242,16 @@ def make_app(
     )
 
 
+def _backend_factory(kind: str, bwrap: str | None):
+    if kind == "kubernetes":
+        from medai.k8s.grading import KubernetesBackend
+
+        return KubernetesBackend.from_env
+    from medai.autograder.sandbox import BubblewrapBackend
+
+    return lambda: BubblewrapBackend(bwrap)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="The medai-grading service (run by JupyterHub).")
     ap.add_argument("--state", required=True, type=Path, help="the hub's state folder")
@@ -250,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="submissions in parallel (0: CPUs)")
     ap.add_argument("--policy", type=Path, default=None, help="grading policy YAML")
     ap.add_argument("--bwrap", default=None, help="bubblewrap executable")
+    ap.add_argument(
+        "--backend",
+        choices=("bubblewrap", "kubernetes"),
+        default="bubblewrap",
+        help="where submissions run: bubblewrap here, or a Job each (medai.k8s.grading)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[medai-grading] %(message)s")
     needed = ("JUPYTERHUB_SERVICE_NAME", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX")
@@ -261,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from medai.autograder.sandbox import BubblewrapBackend
-
     layout = StateLayout(a.state.resolve())
     labs = {lab["id"]: lab.get("title", lab["id"]) for lab in json.loads(a.labs)}
     runs = GradingRuns(
@@ -273,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         data_root=layout.data,
         policy_file=a.policy,
         workers=a.workers or None,
-        backend=lambda: BubblewrapBackend(a.bwrap),
+        backend=_backend_factory(a.backend, a.bwrap),
     )
     prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
     app = make_app(runs, prefix, a.title or a.course, os.environ["JUPYTERHUB_SERVICE_NAME"])

@@ -25,6 +25,9 @@ from medai.isolation.limits import Limits, parse_mb
 
 # Password guessing (see medai.hub.auth): an account locks after this many wrong passwords for
 # this long; one client address is refused after this many failed logins within this window.
+# every Jupyter server of the hub (user servers and the formgrader) starts this way: JupyterHub's
+# entry point, less one slow import (see medai.hub.singleuser)
+SINGLEUSER = (sys.executable, "-m", "medai.hub.singleuser")
 ACCOUNT_FAILED_LOGINS = 10
 ACCOUNT_LOCK_SECONDS = 600
 ADDRESS_FAILED_LOGINS = 30
@@ -53,6 +56,7 @@ class Ports:
     formgrader: int  # the course's formgrader service, loopback only
     grading: int  # the trusted grading service, loopback only
     classes: int = 0  # the class-session service (medai.hub.classes), loopback only; 0: none
+    sandbox: int = 0  # the data-sandbox service (medai.sandbox.service), loopback only; 0: none
 
 
 # The hub's own pages (login, home, token, admin) carry inline scripts with per-request data
@@ -128,15 +132,15 @@ def build_hub_settings(
     tls: TlsFiles | None = None,
     public_host: str = "localhost",
     class_cli_token: str | None = None,
+    grading_policy: Path | None = None,
 ) -> dict[str, dict]:
     """``public_host``: the name users open (``localhost``, or a LAN name with a wildcard DNS
     record); the hub is served there, each user's server and each service on a subdomain of
-    it (see :mod:`medai.hub.origins`)."""
+    it (see :mod:`medai.hub.origins`). ``grading_policy``: the grading service's policy file
+    (None: the built-in defaults)."""
     course = cfg.course.id
     origins = Origins(public_host, ports.public, scheme=public_scheme(tls))
     hub_dir = layout.hub
-    venv_bin = Path(sys.executable).parent
-    singleuser = str(venv_bin / "jupyterhub-singleuser")
     local_profiles = [p for p in cfg.profiles if p.gpus == 0] or list(cfg.profiles)
     profile = local_profiles[0]
 
@@ -150,7 +154,7 @@ def build_hub_settings(
             f"medai-formgrader-{course}",
             fg_limits,
             formgrader_argv(layout, course, software, bwrap, fg_limits),
-            [singleuser, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
+            [*SINGLEUSER, f"--ServerApp.root_dir={SANDBOX_COURSE_ROOT}"]
             + formgrader_guard_args(ports, origins.service_url(roles.GRADING_SERVICE) + "/")
             + list(FORMGRADER_SERVER_ARGS),
             forward=ports.formgrader,
@@ -182,7 +186,8 @@ def build_hub_settings(
             json.dumps([{"id": lab.id, "title": lab.title} for lab in cfg.labs if lab.release]),
             "--bwrap",
             bwrap,
-        ],
+        ]
+        + (["--policy", str(grading_policy)] if grading_policy else []),
         "oauth_client_allowed_scopes": [],
     }
     receipts = {
@@ -211,12 +216,15 @@ def build_hub_settings(
             "authenticator_class": "medai.hub.auth.MedaiAuthenticator",
             "spawner_class": "medai.hub.spawner.BwrapSpawner",
             "load_groups": roles.hub_groups(cfg),
-            "load_roles": roles.hub_roles(cfg) + class_roles(cfg, ports, class_cli_token),
+            "load_roles": roles.hub_roles(cfg)
+            + class_roles(cfg, ports, class_cli_token)
+            + (roles.sandbox_roles(cfg) if _sandbox_on(cfg, ports) else []),
             "services": [
                 formgrader,
                 receipts,
                 grading,
                 *class_services(cfg, layout, ports, class_cli_token),
+                *sandbox_services(cfg, layout, ports, bwrap),
             ],
             "cleanup_servers": True,
             "log_level": log_level,
@@ -261,15 +269,58 @@ def build_hub_settings(
             "path_env": software.path_env,
             "bwrap": bwrap,
             "max_processes": profile.max_processes,
-            "server_cmd": [sys.executable, "-m", "medai.hub.singleuser"],
+            "server_cmd": list(SINGLEUSER),
             "concurrent_starts": cfg.servers.concurrent_starts,
             "kernel_cull_idle_seconds": int(cfg.servers.idle_kernel_minutes * 60),
             "kernel_cull_connected": cfg.servers.cull_connected_kernels,
         },
     }
+    if _sandbox_on(cfg, ports):
+        settings["JupyterHub"]["custom_scopes"] = roles.sandbox_custom_scopes()
+        # a trainee's server token may call the sandbox service (the notebook client), on top
+        # of the default `server` role's scopes; JupyterHub grants only what the user holds
+        settings["Spawner"]["server_token_scopes"] = [
+            "users:activity!user",
+            "access:servers!server",
+            *roles.sandbox_user_scopes(),
+        ]
+        settings["BwrapSpawner"]["sandbox_port"] = ports.sandbox
     if tls is not None:
         _add_tls(settings, tls)
     return settings
+
+
+def _sandbox_on(cfg: CourseConfig, ports: Ports) -> bool:
+    return bool(cfg.sandbox.datasets) and bool(ports.sandbox)
+
+
+def sandbox_services(cfg: CourseConfig, layout: StateLayout, ports: Ports, bwrap: str) -> list:
+    """The data-sandbox service (medai.sandbox.service), on the host like the grading service:
+    it alone reads the private data; its jobs run in the data-job sandbox."""
+    if not _sandbox_on(cfg, ports):
+        return []
+    return [
+        {
+            "name": roles.SANDBOX_SERVICE,
+            "display": True,
+            "url": f"http://127.0.0.1:{ports.sandbox}",
+            "oauth_no_confirm": True,
+            # a browser login may carry the sandbox's own scopes (only those the user holds:
+            # the review page needs the data owner's)
+            "oauth_client_allowed_scopes": sorted(roles.sandbox_custom_scopes()),
+            "command": [
+                sys.executable,
+                "-m",
+                "medai.sandbox.service",
+                "--state",
+                str(layout.root),
+                "--course-json",
+                cfg.model_dump_json(),
+                "--bwrap",
+                bwrap,
+            ],
+        }
+    ]
 
 
 def idle_server_seconds(cfg: CourseConfig) -> int:

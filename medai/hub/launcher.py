@@ -5,7 +5,8 @@ Steps, each with a clear message when it cannot be done:
 1. check the tools (bubblewrap and user namespaces, configurable-http-proxy) and the port;
 2. lay out the state folder (kept across restarts: hub database, gradebook, homes, exchange);
 3. generate the course's datasets (once per name/size/seed/key), hidden splits keyed by the
-   deployment's data secret (``<state>/secrets/data.key``, made on the first start);
+   deployment's data secret (``<state>/secrets/data.key``, made on the first start), and
+   the course catalogue (``medai.catalog``: reference models once, its page at every start);
 4. set up the nbgrader course folder, the gradebook roster and release the labs
    (a lab that fails to release is reported and skipped; the others are served);
 5. write the hub settings and run JupyterHub (with configurable-http-proxy) until Ctrl-C.
@@ -51,9 +52,9 @@ from medai.hub.staffpages import STAFF_EXPORTER
 from medai.isolation import cgroups, quota
 from medai.isolation.bwrap import IsolationError, Software, find_bwrap, write_identity
 from medai.isolation.launch import LaunchFailed, find_pasta
+from medai.paths import package_file, repo
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+HUB_CONFIG_FILE = package_file("hub", "jupyterhub_config.py")
 
 
 class LaunchError(Exception):
@@ -101,7 +102,7 @@ def check_limits() -> cgroups.Probe:
 
 
 def find_proxy() -> list[str]:
-    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    local = repo("node_modules", ".bin", "configurable-http-proxy")
     if local.exists():
         return [str(local)]
     found = shutil.which("configurable-http-proxy")
@@ -159,7 +160,7 @@ def choose_ports(ip: str, port: int) -> Ports:
         )
     taken = {port}
     picks = []
-    while len(picks) < 5:
+    while len(picks) < 6:
         p = free_port()
         if p not in taken:
             taken.add(p)
@@ -171,6 +172,7 @@ def choose_ports(ip: str, port: int) -> Ports:
         formgrader=picks[2],
         grading=picks[3],
         classes=picks[4],
+        sandbox=picks[5],
     )
 
 
@@ -286,6 +288,15 @@ def prepare_data(cfg: CourseConfig, layout: StateLayout) -> None:
         say(f"  data: generated {ds.name} ({n} {spec.unit}) in {time.monotonic() - t0:.1f} s")
 
 
+def prepare_catalog(cfg: CourseConfig, layout: StateLayout, echo: Callable[[str], None]) -> None:
+    """The course catalogue trainees see read-only: reference models (built once, seconds) and
+    its page (:mod:`medai.catalog.publish`; a model that cannot be built is reported, and the
+    hub starts without it)."""
+    from medai.catalog.publish import publish
+
+    publish(layout.catalog, cfg, echo)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. course
 
@@ -340,7 +351,7 @@ def prepare_course(cfg: CourseConfig, layout: StateLayout, config_dir: Path) -> 
             continue
         src = (config_dir / lab.source).resolve()
         if not src.is_dir():
-            src = (REPO_ROOT / lab.source).resolve()
+            src = repo(lab.source).resolve()
         dest = cdir / "source" / lab.id
         if not dest.exists():
             if not src.is_dir() or not any(src.glob("*.ipynb")):
@@ -500,6 +511,22 @@ class Hub:
         return self.proc.returncode
 
 
+def check_grading_policy(cfg: CourseConfig, config_path: Path) -> Path | None:
+    """The course file's ``grading_policy``, resolved against the course file and validated
+    now, so a bad policy stops ``medai up`` with its message instead of failing a grading run."""
+    if cfg.grading_policy is None:
+        return None
+    from medai.autograder import GradingError
+    from medai.autograder.policy import load_policy
+
+    path = (config_path.parent / cfg.grading_policy).resolve()
+    try:
+        load_policy(path)
+    except GradingError as exc:
+        raise LaunchError(f"{config_path}: grading_policy: {exc}") from None
+    return path
+
+
 def start_hub(
     cfg: CourseConfig,
     *,
@@ -530,6 +557,7 @@ def start_hub(
     bwrap = check_bwrap()
     check_pasta()
     proxy = find_proxy()
+    grading_policy = check_grading_policy(cfg, config_path)
     limits = check_limits()
     echo(f"Sandbox limits: {limits.describe()}")
     origins = choose_origins(ip, port, public_host, public_scheme(tls))
@@ -538,6 +566,7 @@ def start_hub(
     layout = prepare_state(cfg, state)
     echo(quota.probe(layout.root).describe())
     prepare_data(cfg, layout)
+    prepare_catalog(cfg, layout, echo)
     report = prepare_course(cfg, layout, config_path.parent)
     # the formgrader reads its Jupyter configuration from the course folder
     set_secure_xsrf_cookie(layout.course_dir(cfg.course.id), tls is not None)
@@ -560,6 +589,7 @@ def start_hub(
         tls=tls,
         public_host=origins.host,
         class_cli_token=class_cli_token,
+        grading_policy=grading_policy,
     )
     if settings_hook is not None:
         settings_hook(settings)

@@ -18,6 +18,8 @@ Host side, below the state folder (``medai up --state DIR``)::
     userfeedback/<course>/<user>/ that user's feedback only -> .../<course>/feedback (read-only)
     receipts/receipts.sqlite  server-side submission receipts (time, hash, secret)
     homes/<user>/             home folders      -> /home/<user>
+    catalog/                  the course catalogue (README.md) -> /srv/medai/catalog (read-only)
+    catalog/models/<model>/   catalogue models (file + card) -> $MEDAI_MODELS (read-only)
     sandbox/<user>/           generated /etc files and Jupyter config for that user's sandbox
 """
 
@@ -32,6 +34,9 @@ SANDBOX_EXCHANGE = "/srv/medai/exchange"
 SANDBOX_DATA = "/data"
 SANDBOX_JUPYTER_CONFIG = "/opt/medai/etc/jupyter"
 SANDBOX_COURSE_ROOT = "/srv/medai/course"
+# The course catalogue (medai.catalog): its page and the models, read-only in a trainee's server.
+SANDBOX_CATALOG = "/srv/medai/catalog"
+SANDBOX_MODELS = f"{SANDBOX_CATALOG}/models"
 
 
 def sandbox_home(user: str) -> str:
@@ -62,6 +67,15 @@ class StateLayout:
     def data_secret(self) -> Path:
         """The deployment's data key (``medai.synthetic.secret``): never bind ``secrets/``."""
         return self.root / "secrets" / "data.key"
+
+    @property
+    def catalog(self) -> Path:
+        """The course catalogue's folder (``medai.catalog``): written on the host only."""
+        return self.root / "catalog"
+
+    @property
+    def models(self) -> Path:
+        return self.catalog / "models"
 
     @property
     def receipts_db(self) -> Path:
@@ -123,6 +137,7 @@ class StateLayout:
             ex / "inbound",
             ex / "feedback",
             self.receipts_db.parent,
+            self.models,
         ]
         for u in users:
             dirs += [

@@ -13,8 +13,9 @@ those hosts (with JupyterHub's own ``subdomain_hook_idna``, so the names always 
 
 ``*.localhost`` is loopback by definition (RFC 6761) and Chromium and Firefox resolve it so
 without DNS. The operating system's resolver usually does not, so Python clients on the hub
-machine (the launcher's start check, the test and benchmark clients) use
-:class:`medai.hub.client.LoopbackTransport`, which connects to the proxy's address and keeps the Host header.
+machine connect to the proxy's address and send the host in the Host header: the launcher's
+start check does so itself, the test and benchmark clients through
+:class:`medai.testing.hub.LoopbackTransport`.
 """
 
 from __future__ import annotations

@@ -158,3 +158,58 @@ def profiles_for(cfg: CourseConfig, user: str) -> list[Profile]:
     """Profiles a user may choose, by their role in the course."""
     role = cfg.role_of(user)
     return [p for p in cfg.profiles if role in p.groups]
+
+
+SANDBOX_SERVICE = "medai-sandbox"  # the data sandbox (medai.sandbox.service)
+
+
+def sandbox_custom_scopes() -> dict[str, dict]:
+    """The sandbox's own scopes (JupyterHub ``custom_scopes``)."""
+    return {
+        f"custom:{SANDBOX_SERVICE}:submit": {
+            "description": "List sandboxed datasets, request access, submit analysis jobs"
+        },
+        f"custom:{SANDBOX_SERVICE}:review": {
+            "description": "Data owner: review held outputs and access requests, read the audit log"
+        },
+        f"custom:{SANDBOX_SERVICE}:usage": {
+            "description": "Instructor: per-trainee usage and privacy budgets, reset budgets"
+        },
+    }
+
+
+def sandbox_user_scopes() -> list[str]:
+    on = [f"{v}:services!service={SANDBOX_SERVICE}" for v in ("access", "list", "read")]
+    return [*on, f"custom:{SANDBOX_SERVICE}:submit"]
+
+
+def sandbox_roles(cfg: CourseConfig) -> list[dict]:
+    """Everyone in the course may submit; data owners review; instructors see usage."""
+    course = cfg.course.id
+    owners = sorted({d.owner for d in cfg.sandbox.datasets})
+    return [
+        {
+            "name": f"{course}-sandbox-users",
+            "description": "Use the data sandbox: request access, submit jobs, read own results",
+            "scopes": sandbox_user_scopes(),
+            "users": sorted(cfg.people.everyone),
+        },
+        {
+            "name": f"{course}-sandbox-owners",
+            "description": "Data owners: review held outputs and access requests, audit log",
+            "scopes": [f"custom:{SANDBOX_SERVICE}:review"],
+            "users": owners,
+        },
+        {
+            "name": f"{course}-sandbox-usage",
+            "description": "Instructors: trainees' sandbox usage and privacy budgets",
+            "scopes": [f"custom:{SANDBOX_SERVICE}:usage"],
+            "users": sorted(cfg.people.instructors),
+        },
+        {
+            "name": f"{course}-sandbox-service",
+            "description": "The sandbox service's own token: no hub API rights",
+            "scopes": [],
+            "services": [SANDBOX_SERVICE],
+        },
+    ]

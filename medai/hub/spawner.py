@@ -30,9 +30,11 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, List, Unicode
 
 from medai.hub.layout import (
+    SANDBOX_CATALOG,
     SANDBOX_DATA,
     SANDBOX_EXCHANGE,
     SANDBOX_JUPYTER_CONFIG,
+    SANDBOX_MODELS,
     StateLayout,
     sandbox_home,
 )
@@ -158,6 +160,20 @@ def prepare_user(
         layout.user_feedback(course, user).mkdir(parents=True, exist_ok=True)
     write_identity(layout.sandbox_etc(user), user, sandbox_home(user))
     write_user_jupyter_config(layout, user, kernel_cull)
+    link_catalog(layout, user)
+
+
+CATALOG_LINK = "catalog"  # ~/catalog -> the read-only course catalogue, in the file browser
+
+
+def link_catalog(layout: StateLayout, user: str) -> None:
+    """Make the catalogue's folder (bound read-only) and put a link to it in the user's home,
+    so JupyterLab's file browser shows it. A file or folder of the user's own by that name is
+    left alone; a link they deleted comes back at the next start."""
+    layout.models.mkdir(parents=True, exist_ok=True)
+    link = layout.home(user) / CATALOG_LINK
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(SANDBOX_CATALOG)
 
 
 def sandbox_env(user: str, software: Software) -> dict[str, str]:
@@ -170,6 +186,7 @@ def sandbox_env(user: str, software: Software) -> dict[str, str]:
         "SHELL": "/bin/bash",
         "PATH": software.path_env,
         "MEDAI_DATA": SANDBOX_DATA,
+        "MEDAI_MODELS": SANDBOX_MODELS,  # medai.catalog.load_model reads the models here
         # Only generated, read-only configuration, never ~/.jupyter (extensions: see above).
         "JUPYTER_CONFIG_DIR": SANDBOX_JUPYTER_CONFIG,
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
@@ -203,6 +220,12 @@ class BwrapSpawner(LocalProcessSpawner):
     path_env = Unicode(config=True, help="PATH inside the sandbox.")
     bwrap = Unicode("bwrap", config=True, help="The bubblewrap executable.")
     max_processes = Integer(512, config=True, help="Process limit of the server's cgroup.")
+    sandbox_port = Integer(
+        0,
+        config=True,
+        help="Host loopback port of the data-sandbox service (medai.sandbox.service), forwarded "
+        "out of the server's network like the hub's API; 0: none.",
+    )
     secure_cookies = Bool(
         False, config=True, help="The hub is served over HTTPS: mark the server's cookies Secure."
     )
@@ -266,7 +289,12 @@ class BwrapSpawner(LocalProcessSpawner):
         # ones (its API token among them). Nothing else of the hub's environment goes in.
         keep = set(sandbox_env(self.user.name, self.software))
         keep |= {"MEM_LIMIT", "CPU_LIMIT", "MEM_GUARANTEE", "CPU_GUARANTEE"}
-        return {k: v for k, v in env.items() if k in keep or k.startswith("JUPYTERHUB_")}
+        env = {k: v for k, v in env.items() if k in keep or k.startswith("JUPYTERHUB_")}
+        if self.sandbox_port:  # the notebook client (medai.sandbox.client) finds it here
+            env["MEDAI_SANDBOX_URL"] = (
+                f"http://127.0.0.1:{self.sandbox_port}/services/medai-sandbox"
+            )
+        return env
 
     def _hub_port(self) -> int:
         return urlparse(self.hub.api_url).port or 80
@@ -349,7 +377,7 @@ class BwrapSpawner(LocalProcessSpawner):
             argv(profile, self.bwrap),
             list(self.server_cmd),
             forward=self.port,
-            outbound=[self._hub_port()],
+            outbound=[self._hub_port(), *([self.sandbox_port] if self.sandbox_port else [])],
         )
         cmd = [*self.cmd, *self.get_args()]
         log_dir = self.layout.hub / "logs"

@@ -49,9 +49,11 @@ from nbconvert.exporters import HTMLExporter
 from tornado.web import OutputTransform
 from traitlets import default, validate
 
+from medai.paths import package_file
+
 EXTENSION = "medai.hub.staffpages"
 STAFF_EXPORTER = "medai.hub.staffpages.StaffHTMLExporter"
-TEMPLATES = str(Path(__file__).with_name("templates") / "nbconvert")
+TEMPLATES = str(package_file("hub", "templates", "nbconvert"))
 
 # How the hub starts the formgrader's server: this module instead of nbgrader's formgrader
 # extension (it loads that one itself), MathJax served locally, and sanitised nbconvert views.

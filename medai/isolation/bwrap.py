@@ -82,11 +82,11 @@ class Software:
 
     @classmethod
     def detect(cls) -> Software:
-        import medai
+        from medai.paths import package_dir
 
         venv = Path(sys.prefix).resolve()
         base = Path(sys.base_prefix).resolve()
-        package = Path(medai.__file__).resolve().parent  # the package folder, not the checkout
+        package = package_dir().resolve()  # the package folder, not the checkout
         paths: list[str] = []
         for p in (base, venv, package):
             s = str(p)

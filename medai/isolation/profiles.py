@@ -2,9 +2,10 @@
 
 | profile | sees (read-only unless marked rw) | network | limits |
 |---|---|---|---|
-| trainee server | own home (rw), own drop (rw), own feedback, released labs, public data, its generated Jupyter config | own namespace; its HTTP port in, the hub API out | the course profile's memory, CPU, processes |
+| trainee server | own home (rw), own drop (rw), own feedback, released labs, public data, the course catalogue and its models, its generated Jupyter config | own namespace; its HTTP port in, the hub API out | the course profile's memory, CPU, processes |
 | formgrader | the course folder (rw), the exchange (feedback and outbound rw), public data | own namespace; its HTTP port in, the hub API out | staff profile |
 | grading job | the job folder (submission + inputs), public data | none (loopback only) | the grading policy's |
+| data job | the job folder (code), one private dataset at /private | none (loopback only) | the dataset's release policy |
 
 Nothing else of the state folder is bound into any of them: not the hub database or cookie
 secret, not the accounts, not the data secret, not other users' homes or drops, not hidden data.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medai.hub.layout import (
+    SANDBOX_CATALOG,
     SANDBOX_COURSE_ROOT,
     SANDBOX_DATA,
     SANDBOX_EXCHANGE,
@@ -46,6 +48,9 @@ def trainee_server(
             Bind(str(layout.drop(course, user)), f"{inside}/inbound", writable=True),
             Bind(str(layout.user_feedback(course, user)), f"{inside}/feedback"),
         ]
+    # The course catalogue (medai.catalog): its page and the models, read-only. Only what the
+    # host publishes there (reference models, models the data sandbox released) is in it.
+    binds.append(Bind(str(layout.catalog), SANDBOX_CATALOG))
     return Profile(
         name="trainee-server",
         hostname="medai",
@@ -127,6 +132,33 @@ def grading_job(
         identity=job_dir / "etc",
         software=software,
         binds=tuple(binds),
+        tmpfs=(
+            ("/scratch", limits.scratch_mb),
+            ("/tmp", limits.tmp_mb),
+            ("/dev/shm", limits.shm_mb),
+        ),
+        etc=ETC_JOB,
+        env=tuple(merged.items()),
+        clear_env=True,
+        chdir="/scratch",
+        network="none",
+    )
+
+
+def data_job(
+    job_dir: Path, private_dir: Path, software: Software, limits: Limits, env: dict[str, str]
+) -> Profile:
+    """One data-sandbox job (:mod:`medai.sandbox`): the job folder and one private dataset
+    read-only, a sized scratch, no network, a scrubbed environment. Nothing else: not the
+    public data, not other datasets, not the sandbox's state, not the data secret. An approved
+    job runs in exactly the same profile."""
+    merged = dict(JOB_ENV) | env
+    return Profile(
+        name="data-job",
+        hostname="datajob",
+        identity=job_dir / "etc",
+        software=software,
+        binds=(Bind(str(job_dir), "/job"), Bind(str(private_dir), "/private")),
         tmpfs=(
             ("/scratch", limits.scratch_mb),
             ("/tmp", limits.tmp_mb),

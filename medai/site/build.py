@@ -8,7 +8,8 @@ Steps, each a small function:
    Markdown on its module page (a module claims a lab with ``labs: [<id>]`` in its front matter)
    or on its own page under *Labs*; the student notebooks, and each student folder as a
    ``.zip`` (notebooks plus ``tasks.yaml``), become downloads.
-3. :func:`stage_datasets` the dataset cards of ``datasets/synthetic/`` as a *Datasets* section.
+3. :func:`stage_datasets` the dataset cards of ``datasets/synthetic/`` as a *Datasets* section,
+   and :func:`stage_catalog_models` the catalogue's model cards as a *Models* section.
 4. :func:`stage_assets`   the site's CSS/JS and a vendored KaTeX (from ``node_modules/katex``).
 5. :func:`build_nav`      navigation from the staged folder, so new modules need no site edit.
 6. MkDocs with ``--strict``, then :func:`find_external_assets` (offline) and
@@ -33,6 +34,7 @@ import yaml
 from mkdocs.utils.meta import get_data
 
 from medai.config import CourseConfig, load_config
+from medai.paths import SITE_OUT_PARTS, RepositoryContentMissing, repo, require_repo
 from medai.site.labs import (
     LabInfo,
     discover_labs,
@@ -42,14 +44,13 @@ from medai.site.labs import (
 )
 from medai.site.leaks import find_leaks
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = REPO_ROOT / "build" / "site"
+DEFAULT_OUT = repo(*SITE_OUT_PARTS)
 MARKER = ".medai-site"  # written into every built site; only such a folder is ever replaced
 
 # Top-level pages with a fixed place in the navigation; everything else is found by walking.
 FIRST_PAGES = ("index.md", "getting-started.md")
 GUIDE_PAGES = ("instructors.md", "operators.md")
-GENERATED_DIRS = ("labs", "datasets", "downloads", "assets")
+GENERATED_DIRS = ("labs", "datasets", "models", "downloads", "assets")
 MODULE_DIR_RE = re.compile(r"^\d+[-_.]")
 
 
@@ -59,14 +60,16 @@ class SiteBuildError(Exception):
 
 @dataclass(frozen=True)
 class SitePaths:
-    """Where the site's inputs live (all default to this checkout)."""
+    """Where the site's inputs live (all default to the repository: see :mod:`medai.paths`)."""
 
-    courses: Path = REPO_ROOT / "courses"
-    labs: Path = REPO_ROOT / "labs"
-    datasets: Path = REPO_ROOT / "datasets" / "synthetic"
-    config: Path = REPO_ROOT / "courses" / "demo-course.yaml"
-    site: Path = REPO_ROOT / "site"
-    katex: Path = REPO_ROOT / "node_modules" / "katex" / "dist"
+    courses: Path = repo("courses")
+    labs: Path = repo("labs")
+    datasets: Path = repo("datasets", "synthetic")
+    config: Path = repo("courses", "demo-course.yaml")
+    site: Path = repo("site")
+    katex: Path = repo("node_modules", "katex", "dist")
+    # the catalogue's models (medai.catalog): reference models are built here once if missing
+    models: Path | None = repo("build", "models")
 
 
 @dataclass
@@ -309,6 +312,20 @@ def stage_datasets(datasets: Path, docs: Path) -> list[str]:
     return pages
 
 
+def stage_catalog_models(models: Path | None, docs: Path) -> list[str]:
+    """The model cards of the course catalogue as ``models/`` pages (:mod:`medai.catalog.site`);
+    none without a models folder."""
+    if models is None:
+        return []
+    from medai.catalog.site import stage_models
+
+    pages = stage_models(models, docs)
+    for rel in pages:
+        p = docs / rel
+        p.write_text(unlink_missing(p.read_text(encoding="utf-8"), p, docs), encoding="utf-8")
+    return pages
+
+
 def stage_assets(site: Path, katex: Path, docs: Path) -> None:
     """Copy the site's own CSS/JS and vendor KaTeX (CSS, JS, fonts) into ``docs/assets``."""
     shutil.copytree(site / "assets", docs / "assets", dirs_exist_ok=True)
@@ -349,7 +366,9 @@ def _section(docs: Path, folder: Path) -> dict[str, list]:
     return {title: entries}
 
 
-def build_nav(docs: Path, lab_pages: list[str], dataset_pages: list[str]) -> list:
+def build_nav(
+    docs: Path, lab_pages: list[str], dataset_pages: list[str], model_pages: list[str] = ()
+) -> list:
     """Navigation for the staged ``docs`` folder.
 
     Home and Getting started first; then one section per module folder (``NN-topic/``, in
@@ -373,6 +392,8 @@ def build_nav(docs: Path, lab_pages: list[str], dataset_pages: list[str]) -> lis
         nav.append({"Labs": lab_pages})
     if dataset_pages:
         nav.append({"Datasets": dataset_pages})
+    if model_pages:
+        nav.append({"Models": list(model_pages)})
     nav += [p for p in GUIDE_PAGES if (docs / p).exists()]
     placed = set(FIRST_PAGES) | set(GUIDE_PAGES)
     nav += sorted(p.name for p in docs.glob("*.md") if p.name not in placed)
@@ -500,6 +521,11 @@ def build_site(
 ) -> BuildResult:
     """Build the course site into ``out``; replace ``out`` only when every check passes."""
     paths = paths or SitePaths()
+    for folder, what in ((paths.courses, "the course pages"), (paths.site, "the site theme")):
+        try:
+            require_repo(folder, what, "Run `medai site build` inside a checkout of the repository")
+        except RepositoryContentMissing as exc:
+            raise SiteBuildError(str(exc)) from None
     out = Path(out).resolve()
     step = on_step or (lambda _name: None)
     t0 = time.perf_counter()
@@ -530,8 +556,11 @@ def build_site(
 
             step("dataset cards and assets")
             dataset_pages = stage_datasets(paths.datasets, docs)
+            t = time.perf_counter()
+            model_pages = stage_catalog_models(paths.models, docs)
+            timings["models"] = time.perf_counter() - t
             stage_assets(paths.site, paths.katex, docs)
-            nav = build_nav(docs, lab_pages, dataset_pages)
+            nav = build_nav(docs, lab_pages, dataset_pages, model_pages)
             config_file = _write_mkdocs_yml(paths.site, staging, new_site, nav)
 
             t = time.perf_counter()

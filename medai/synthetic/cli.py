@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
+from medai.paths import DATA_ROOT
 from medai.synthetic.core import (
     GENERATOR_MODULES,
     DataError,
-    all_specs,
     card_path,
     check_request,
     fingerprint,
@@ -18,7 +18,7 @@ from medai.synthetic.core import (
     verify,
 )
 
-DEFAULT_ROOT = Path(".medai") / "data"
+DEFAULT_ROOT = DATA_ROOT
 
 data_app = typer.Typer(
     help="Synthetic medical datasets: list the catalogue, read a card, generate, verify.",
@@ -32,16 +32,17 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @data_app.command("list")
-def data_list() -> None:
-    """List the datasets: name, default size, formats and a one-line summary."""
-    try:
-        specs = all_specs()
-    except DataError as exc:  # pragma: no cover - a generator module failed to import
-        raise _fail(str(exc)) from None
-    width = max(len(s.name) for s in specs)
-    for s in specs:
-        size = f"{s.default_n:,} {s.unit}"
-        typer.echo(f"{s.name:<{width}}  {size:<18}  {'|'.join(s.formats):<12}  {s.summary}")
+def data_list(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Course file whose sandboxed datasets to list too (default: the demo course).",
+    ),
+) -> None:
+    """List the catalogue's datasets: public (synthetic) and sandboxed, with kind and access."""
+    from medai.catalog.cli import data_list_table  # the whole catalogue lives in medai.catalog
+
+    data_list_table(config)
 
 
 @data_app.command("info")
@@ -58,7 +59,10 @@ def data_info(
         f"{spec.name}: default {spec.default_n:,} {spec.unit}, formats {', '.join(spec.formats)}"
     )
     if card is None:
-        typer.echo(f"(no card found for '{name}'; {spec.summary})")
+        typer.echo(
+            f"{spec.summary}\n(the full card is datasets/synthetic/{name}.md of the MedAI Lab "
+            "repository, and the course site's Datasets page; run from a checkout to read it here)"
+        )
         return
     typer.echo(f"card: {card}\n")
     typer.echo(card.read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ Layout of a generated data root (``MEDAI_DATA`` points at ``<root>/public``)::
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
 import importlib
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from medai.paths import package_file, repo
 
 # Module names under medai.synthetic that define a SPEC, in catalogue order.
 GENERATOR_MODULES: tuple[str, ...] = (
@@ -161,13 +164,82 @@ def get_spec(name: str) -> DatasetSpec:
 
 def available() -> list[str]:
     """Names in :data:`GENERATOR_MODULES` whose generator module is present."""
-    here = Path(__file__).parent
+    here = package_file("synthetic")
     return [n for n in GENERATOR_MODULES if (here / f"{n}.py").is_file()]
 
 
 def all_specs() -> list[DatasetSpec]:
     """Specs of every available generator, in catalogue order."""
     return [get_spec(n) for n in available()]
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``medai.x.y`` in the installed package (no import), if it has one."""
+    parts = module.split(".")[1:]
+    base = package_file(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _medai_imports(module: str, source: str) -> set[str]:
+    """Every ``medai`` module ``source`` (the code of ``module``) imports, at any depth of the
+    code (lazy imports inside functions too), with the packages that importing them runs."""
+    # Written by hand: the standard library's modulefinder would also walk numpy, pyarrow and
+    # scipy (seconds per dataset); only the package's own modules are wanted here.
+    tree = ast.parse(source)
+    package = module if _module_file(module).name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "medai"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "medai":
+                continue
+            found.add(target)
+            # `from medai.synthetic import _cohort` imports a module, not a name
+            found |= {
+                f"{target}.{a.name}" for a in node.names if _module_file(f"{target}.{a.name}")
+            }
+    with_parents = set()
+    for name in found:
+        parts = name.split(".")
+        with_parents |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {m for m in with_parents if _module_file(m) is not None}
+
+
+def generator_modules(name: str) -> list[str]:
+    """The ``medai`` modules whose code can shape the data of generator ``name``: its module
+    and everything it imports from the package, transitively (read from the source, so a
+    shared helper such as ``_cohort`` or ``core`` itself counts)."""
+    start = f"medai.synthetic.{name}"
+    if _module_file(start) is None:
+        raise DataError(f"no generator module medai/synthetic/{name}.py in this version")
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        source = _module_file(module).read_text(encoding="utf-8")
+        todo += sorted(_medai_imports(module, source) - seen)
+    return sorted(seen)
+
+
+def generator_version(name: str) -> str:
+    """Short hash of the source of every module in :func:`generator_modules`, so data cached
+    for self-study is regenerated whenever any code that shapes it changes."""
+    h = hashlib.sha256()
+    for module in generator_modules(name):
+        h.update(module.encode() + b"\0" + _module_file(module).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
 
 
 def sha256_file(path: Path) -> str:
@@ -311,8 +383,12 @@ def _swap_into_place(tmp: Path, root: Path, name: str) -> None:
 
 
 def card_path(name: str) -> Path | None:
-    """The dataset card ``datasets/synthetic/<name>.md`` of a source checkout, if present."""
-    card = Path(__file__).resolve().parents[2] / "datasets" / "synthetic" / f"{name}.md"
+    """The dataset card ``datasets/synthetic/<name>.md``, if present.
+
+    Cards are repository content (the course site publishes them), not package data: an
+    installed package without a checkout has none, and ``medai data info`` says where they are.
+    """
+    card = repo("datasets", "synthetic", f"{name}.md")
     return card if card.is_file() else None
 
 

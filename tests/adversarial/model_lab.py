@@ -12,9 +12,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import nbformat
 import numpy as np
-import yaml
+
+from medai.testing.example_lab import write_toy_lab
 
 TASKS = {
     "lab": "toy",
@@ -65,38 +65,15 @@ def write_data(root: Path, n: int = 600, seed: int = 0) -> None:
     np.savez(hid / "test_labels.npz", y=y[perm], id=perm)
 
 
-def _cell(kind: str, source: str, gid: str, **nbg) -> nbformat.NotebookNode:
-    meta = {"grade": False, "grade_id": gid, "locked": True, "schema_version": 3}
-    meta.update({"solution": False, "task": False})
-    meta.update(nbg)
-    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
-    return make(source, metadata={"nbgrader": meta})
+SETUP = "import numpy as np\n\nfrom medai.autograder.lab import check"
+CHECKS = {  # grade_id -> (code, points)
+    "split": ('check("split", train_ids, valid_ids)', 1),
+    "toy_model": ('check("toy_model", predict)', 2),
+}
 
 
 def write_lab(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        _cell("markdown", "# Toy lab", "intro"),
-        _cell("code", "import numpy as np\n\nfrom medai.autograder.lab import check", "setup"),
-        _cell(
-            "code",
-            "### BEGIN SOLUTION\n" + SOLUTION + "### END SOLUTION\n",
-            "answer",
-            locked=False,
-            solution=True,
-        ),
-        _cell("code", 'check("split", train_ids, valid_ids)', "split", grade=True, points=1),
-        _cell("code", 'check("toy_model", predict)', "toy_model", grade=True, points=2),
-    ]
-    nbformat.write(nb, folder / "toy.ipynb")
-    (folder / "tasks.yaml").write_text(yaml.safe_dump(TASKS, sort_keys=False))
-    return folder
+    return write_toy_lab(folder, "toy", "Toy lab", SETUP, SOLUTION, CHECKS, TASKS)
 
 
 READ_HIDDEN = """

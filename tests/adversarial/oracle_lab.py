@@ -13,10 +13,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
-import yaml
+
+from medai.testing.example_lab import write_toy_lab
 
 BUDGET = 30
 N_POOL = 300
@@ -111,41 +111,12 @@ def write_data(root: Path, seed: int = 0) -> None:
     test[["id", "y"]].sample(frac=1, random_state=2).to_csv(hid / "test_labels.csv", index=False)
 
 
-def _cell(kind: str, source: str, gid: str, **nbg) -> nbformat.NotebookNode:
-    meta = {"grade": False, "grade_id": gid, "locked": True, "schema_version": 3}
-    meta.update({"solution": False, "task": False})
-    meta.update(nbg)
-    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
-    return make(source, metadata={"nbgrader": meta})
+SETUP = "import numpy as np\n\nfrom medai.autograder.lab import check, clinician"
+CHECKS = {"al_model": ('check("al_model", predict)', 2)}  # grade_id -> (code, points)
 
 
 def write_lab(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        _cell("markdown", "# Toy active-learning lab", "intro"),
-        _cell(
-            "code",
-            "import numpy as np\n\nfrom medai.autograder.lab import check, clinician",
-            "setup",
-        ),
-        _cell(
-            "code",
-            "### BEGIN SOLUTION\n" + SOLUTION + "### END SOLUTION\n",
-            "answer",
-            locked=False,
-            solution=True,
-        ),
-        _cell("code", 'check("al_model", predict)', "al_model", grade=True, points=2),
-    ]
-    nbformat.write(nb, folder / "toyal.ipynb")
-    (folder / "tasks.yaml").write_text(yaml.safe_dump(TASKS, sort_keys=False))
-    return folder
+    return write_toy_lab(folder, "toyal", "Toy active-learning lab", SETUP, SOLUTION, CHECKS, TASKS)
 
 
 # the honest fit on whatever labels an attack got, appended to each attack

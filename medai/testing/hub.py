@@ -1,9 +1,8 @@
-"""A hub user driven over HTTP the way a browser does it: a health check, a test and bench tool.
+"""A hub user driven over HTTP the way a browser does it, for tests and benchmarks.
 
 Logs in through the proxy with the login form, waits for the user's server, and runs code in a
-kernel of that server over the Jupyter kernel WebSocket protocol — so tests can check what a
-trainee's code can and cannot do from inside their sandbox, and operators can check a deployed
-hub end to end.
+kernel of that server over the Jupyter kernel WebSocket protocol, so tests can check what a
+trainee's code can and cannot do from inside their sandbox. Needs ``httpx`` (the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -258,3 +258,15 @@ class HubUser:
 
     def close(self) -> None:
         self.client.close()
+
+
+def tokens_with_note(hub_dir: Path, note: str) -> int:
+    """How many API tokens with ``note`` the hub's own database holds (``hub_dir``: the hub's
+    state folder, ``layout.hub``), read-only: how a test sees that a payload minted none."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{hub_dir / 'jupyterhub.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("select count(*) from api_tokens where note = ?", (note,)).fetchone()[0]
+    finally:
+        db.close()
