@@ -17,7 +17,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from medai.autograder.testing import make_course, submit
 
 from medai.autograder import plain
 from medai.autograder.kinds import KINDS, kind_of
@@ -34,6 +33,7 @@ from medai.autograder.steps.prepare import prepare_lab
 from medai.autograder.steps.result import GradeResult, ResultError, TaskResult, read_result
 from medai.autograder.steps.score import score_task
 from medai.autograder.tasks import Task, parse_tasks
+from medai.testing.course import make_course, submit
 
 REPO = Path(__file__).resolve().parent.parent
 PILOT = REPO / "labs" / "pilot"
