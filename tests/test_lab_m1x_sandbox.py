@@ -1,0 +1,184 @@
+"""Lab m1x-sandbox and ``kind: released``: graded on what the data sandbox released.
+
+The reference analyses run for real as data jobs (bubblewrap, the data-job profile) in a
+:class:`~medai.sandbox.service.Sandbox` on a hub-like state folder (no hub: the web layer and
+the client are tested in tests/test_sandbox_hub.py). Then:
+
+- the kind alone: an honest job earns full marks; a subset fit half; the wrong model, a refused
+  job, another trainee's job, a number computed on the mock, a forged output and a made-up job
+  id earn nothing, each with a message saying why;
+- the whole grader (:func:`medai.testing.course.grade`, nbgrader + bubblewrap): the lab's
+  notebook with the trainee's own released job ids earns every autograded point; the same
+  notebook submitted by another trainee, and one holding mock-computed numbers, earn none.
+
+The notebook's submitting cells need a live service (JupyterLab on the hub); under papermill
+(tests/test_notebooks.py) and in the grader they are skipped, and only the recorded ids count.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from medai.autograder.kinds.base import GRADED_STUDENT, Preparing
+from medai.autograder.kinds.released import ReleasedKind
+from medai.autograder.tasks import load_tasks
+from medai.config import parse_config
+from medai.sandbox.service import Sandbox
+from medai.testing.course import by_student, grade, make_course, released, solved, submit
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+LAB = "m1x-sandbox"
+SRC = REPO / "labs" / LAB
+TASKS = load_tasks(SRC / "tasks.yaml").tasks
+PRELUDE = "from medai.sandbox import outputs as out\n"
+TABLE = "def f(df):\n    return out.table(df, by=['region', 'stroke_5y'])\n"
+ADJUSTED = (
+    "def f(df):\n    return out.regression(df, y='stroke_5y', x=['age', 'sbp', 'diabetes'],"
+    " family='logit')\n"
+)
+SUBSET = ADJUSTED.replace("(df, y=", "(df[df.age >= 60], y=")
+UNADJUSTED = (
+    "def f(df):\n    return out.regression(df, y='stroke_5y', x=['diabetes'], family='logit')\n"
+)
+
+
+def run(sb: Sandbox, user: str, code: str) -> str:
+    job = sb.submit(user, "cohort", PRELUDE + code, "f")["job"]
+    deadline = time.monotonic() + 120
+    while sb.job_view(user, job)["status"] == "running":
+        assert time.monotonic() < deadline, "job did not finish"
+        time.sleep(0.05)
+    return job
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> dict:
+    """A hub-like state folder with the sandbox's store, and the jobs of three trainees."""
+    state = tmp_path_factory.mktemp("state")
+    cfg = parse_config(
+        {
+            "course": {"id": "c1", "title": "C"},
+            "people": {"instructors": ["ann"], "trainees": ["bo", "cy", "dee"]},
+            "sandbox": {
+                "timing_quantum_s": 0,
+                "datasets": [{"name": "cohort", "title": "Cohort", "owner": "ann", "n": 2000}],
+            },
+        }
+    )
+    sb = Sandbox(cfg, state, workers=2)
+    try:
+        for user in ("bo", "cy"):
+            sb.request_access(user, "cohort", "module 1: diabetes and stroke, adjusted")
+            sb.decide_access("ann", user, "cohort", "grant")
+        jobs = {
+            "table": run(sb, "bo", TABLE),
+            "adjusted": run(sb, "bo", ADJUSTED),
+            "subset": run(sb, "bo", SUBSET),
+            "refused": run(sb, "bo", "def f(df):\n    return df\n"),
+            "cy_unadjusted": run(sb, "cy", UNADJUSTED),
+        }
+        views = {k: sb.job_view("ann", j, owner=True) for k, j in jobs.items()}
+    finally:
+        sb.pool.shutdown(wait=True)
+    assert [views[k]["status"] for k in jobs] == ["released"] * 3 + ["refused", "released"]
+    (state / "data" / "public").mkdir(parents=True, exist_ok=True)
+    return {"state": state, "data_root": state / "data", "jobs": jobs, "views": views}
+
+
+def scores(hub: dict, student: str, records: dict) -> dict:
+    """Score ``records`` (task id -> what the notebook recorded) as ``student``'s."""
+    kind = ReleasedKind()
+    out = {}
+    token = GRADED_STUDENT.set(student)
+    try:
+        for tid, got in records.items():
+            ctx = Preparing(tid, 0, hub["state"] / "inputs", "", hub["data_root"])
+            state = kind.prepare(TASKS[tid], ctx).state
+            out[tid] = kind.score(TASKS[tid], got, None, state)
+    finally:
+        GRADED_STUDENT.reset(token)
+    return out
+
+
+def test_honest_jobs_earn_full_marks_and_a_subset_fit_less(hub):
+    j = hub["jobs"]
+    s = scores(hub, "bo", {"rates": j["table"], "diabetes_effect": j["adjusted"]})
+    assert {t: v.fraction for t, v in s.items()} == {"rates": 1.0, "diabetes_effect": 1.0}, s
+    assert hub["views"]["adjusted"]["output"]["coef"]["diabetes"] > 0
+    sub = scores(hub, "bo", {"diabetes_effect": j["subset"]})["diabetes_effect"]
+    full = hub["views"]["adjusted"]["output"]["coef"]["diabetes"]
+    part = hub["views"]["subset"]["output"]["coef"]["diabetes"]
+    assert abs(part - full) > 0.01  # the subset's estimate is another number
+    assert sub.fraction == (0.5 if (part > 0) == (full > 0) else 0.0), sub
+
+
+@pytest.mark.parametrize(
+    "student, task, record, why",
+    [
+        ("cy", "diabetes_effect", "adjusted", "not one of your sandbox jobs"),  # bo's job id
+        ("cy", "rates", "table", "not one of your sandbox jobs"),
+        ("bo", "diabetes_effect", "refused", "was refused"),
+        ("cy", "diabetes_effect", "cy_unadjusted", "is not the logit regression"),
+        ("bo", "rates", "adjusted", "released a regression, not a table"),
+        ("bo", "diabetes_effect", "ffffffffffffffff", "not one of your sandbox jobs"),
+    ],
+)
+def test_jobs_that_are_not_the_trainees_released_answer_earn_nothing(
+    hub, student, task, record, why
+):
+    got = hub["jobs"].get(record, record)
+    s = scores(hub, student, {task: got})[task]
+    assert (s.fraction, why in s.message) == (0.0, True), s
+
+
+def test_numbers_from_the_notebook_earn_nothing(hub):
+    """The grade is read from the sandbox's record: a coefficient fitted on the mock, or a
+    forged copy of a released output, is not a job id and earns 0."""
+    import pandas as pd
+    import statsmodels.api as sm
+
+    from medai.sandbox.registry import SandboxLayout
+
+    mock = pd.read_csv(SandboxLayout(hub["state"]).mock_dir("cohort") / "mock.csv")
+    fit = sm.Logit(mock.stroke_5y, sm.add_constant(mock[["age", "sbp", "diabetes"]])).fit(disp=0)
+    forged = dict(hub["views"]["adjusted"]["output"])
+    for got in (float(fit.params["diabetes"]), forged, None, "adjusted"):
+        s = scores(hub, "bo", {"diabetes_effect": got})["diabetes_effect"]
+        assert (s.fraction, "no sandbox job id" in s.message) == (0.0, True), (got, s)
+    unknown = scores(hub, None, {"rates": hub["jobs"]["table"]})["rates"]
+    assert unknown.fraction == 0.0, unknown  # scoring never guesses whose submission it is
+
+
+def _with_ids(nb: nbformat.NotebookNode, rates: object, model: object) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        cell.source = cell.source.replace('"0123456789abcdef"', repr(rates)).replace(
+            '"fedcba9876543210"', repr(model)
+        )
+    return nb
+
+
+def test_the_grader_scores_the_lab_on_released_results(hub, tmp_path):
+    course = make_course(tmp_path / "course", SRC, LAB)
+    honest = solved(released(course, LAB), nbformat.read(SRC / f"{LAB}.ipynb", as_version=4))
+    j = hub["jobs"]
+    submit(course, LAB, "bo", {f"{LAB}.ipynb": _with_ids(honest, j["table"], j["adjusted"])})
+    # cy hands in bo's notebook, ids and all; dee types in numbers computed on the mock
+    submit(course, LAB, "cy", {f"{LAB}.ipynb": _with_ids(honest, j["table"], j["adjusted"])})
+    submit(course, LAB, "dee", {f"{LAB}.ipynb": _with_ids(honest, 35.0, 0.71)})
+    limits = {"wall_s": 60, "cpu_s": 50, "memory_mb": 2048, "scratch_mb": 128}
+    results = by_student(grade(course, LAB, hub["data_root"], {"limits": limits}))
+    got = {
+        s: {t: (r["tasks"][t]["score"], r["tasks"][t]["message"]) for t in TASKS}
+        for s, r in results.items()
+    }
+    assert {s: r["auto_score"] for s, r in results.items()} == {"bo": 3.0, "cy": 0.0, "dee": 0.0}
+    assert "not one of your sandbox jobs" in got["cy"]["diabetes_effect"][1], got
+    assert "no sandbox job id" in got["dee"]["rates"][1], got
+    assert results["bo"]["tasks"]["reflection"]["score"] is None  # graded by hand
