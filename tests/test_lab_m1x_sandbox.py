@@ -46,6 +46,12 @@ SUBSET = ADJUSTED.replace("(df, y=", "(df[df.age >= 60], y=")
 UNADJUSTED = (
     "def f(df):\n    return out.regression(df, y='stroke_5y', x=['diabetes'], family='logit')\n"
 )
+# parameters that encode a patient's value instead of a fit: held for the data owner
+FORGED_MODEL = (
+    "def f(df):\n    tr = df.sample(frac=0.7, random_state=2)\n"
+    "    return out.model(tr, y='stroke_5y', x=['age', 'bmi'],\n"
+    "                     coef=[float(df.bmi.max()), 0.0], intercept=0.0)\n"
+)
 
 
 def run(sb: Sandbox, user: str, code: str) -> str:
@@ -81,12 +87,17 @@ def hub(tmp_path_factory) -> dict:
             "adjusted": run(sb, "bo", ADJUSTED),
             "subset": run(sb, "bo", SUBSET),
             "refused": run(sb, "bo", "def f(df):\n    return df\n"),
+            "held": run(sb, "bo", FORGED_MODEL),
             "cy_unadjusted": run(sb, "cy", UNADJUSTED),
         }
         views = {k: sb.job_view("ann", j, owner=True) for k, j in jobs.items()}
     finally:
         sb.pool.shutdown(wait=True)
-    assert [views[k]["status"] for k in jobs] == ["released"] * 3 + ["refused", "released"]
+    assert [v["status"] for v in views.values()] == ["released"] * 3 + [
+        "refused",
+        "held",
+        "released",
+    ]
     (state / "data" / "public").mkdir(parents=True, exist_ok=True)
     return {"state": state, "data_root": state / "data", "jobs": jobs, "views": views}
 
@@ -124,6 +135,7 @@ def test_honest_jobs_earn_full_marks_and_a_subset_fit_less(hub):
         ("cy", "diabetes_effect", "adjusted", "not one of your sandbox jobs"),  # bo's job id
         ("cy", "rates", "table", "not one of your sandbox jobs"),
         ("bo", "diabetes_effect", "refused", "was refused"),
+        ("bo", "diabetes_effect", "held", "was held"),
         ("cy", "diabetes_effect", "cy_unadjusted", "is not the logit regression"),
         ("bo", "rates", "adjusted", "released a regression, not a table"),
         ("bo", "diabetes_effect", "ffffffffffffffff", "not one of your sandbox jobs"),
@@ -153,6 +165,25 @@ def test_numbers_from_the_notebook_earn_nothing(hub):
         assert (s.fraction, "no sandbox job id" in s.message) == (0.0, True), (got, s)
     unknown = scores(hub, None, {"rates": hub["jobs"]["table"]})["rates"]
     assert unknown.fraction == 0.0, unknown  # scoring never guesses whose submission it is
+
+
+def test_the_public_check_asks_for_a_job_id():
+    from medai.autograder.kinds.base import CheckFailed
+    from medai.sandbox.client import Result
+
+    kind, task = ReleasedKind(), TASKS["diabetes_effect"]
+    assert kind.check("d", task, "0123456789abcdef", ())
+    assert kind.check("d", task, Result("released", job="0123456789abcdef"), ())
+    for bad in (
+        0.69,
+        "0123456789abcdeg",
+        {"coef": {"diabetes": 0.69}},
+        Result("held", job="0" * 16),
+    ):
+        with pytest.raises(CheckFailed):
+            kind.check("d", task, bad, ())
+    assert kind.record("d", task, Result("released", job="a" * 16), (), Path(".")) == "a" * 16
+    assert kind.record("d", task, 0.69, (), Path(".")) is None
 
 
 def _with_ids(nb: nbformat.NotebookNode, rates: object, model: object) -> nbformat.NotebookNode:
