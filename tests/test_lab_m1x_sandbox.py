@@ -8,8 +8,9 @@ the client are tested in tests/test_sandbox_hub.py). Then:
   job, another trainee's job, a number computed on the mock, a forged output and a made-up job
   id earn nothing, each with a message saying why;
 - the whole grader (:func:`medai.testing.course.grade`, nbgrader + bubblewrap): the lab's
-  notebook with the trainee's own released job ids earns every autograded point; the same
-  notebook submitted by another trainee, and one holding mock-computed numbers, earn none.
+  notebook with the trainee's own released job ids earns every autograded point; a trainee's
+  own but unadjusted regression earns only the table's point; the same notebook submitted by
+  another trainee, and one holding mock-computed numbers, earn none.
 
 The notebook's submitting cells need a live service (JupyterLab on the hub); under papermill
 (tests/test_notebooks.py) and in the grader they are skipped, and only the recorded ids count.
@@ -70,7 +71,7 @@ def hub(tmp_path_factory) -> dict:
     cfg = parse_config(
         {
             "course": {"id": "c1", "title": "C"},
-            "people": {"instructors": ["ann"], "trainees": ["bo", "cy", "dee"]},
+            "people": {"instructors": ["ann"], "trainees": ["bo", "cy", "dee", "eve"]},
             "sandbox": {
                 "timing_quantum_s": 0,
                 "datasets": [{"name": "cohort", "title": "Cohort", "owner": "ann", "n": 2000}],
@@ -79,7 +80,7 @@ def hub(tmp_path_factory) -> dict:
     )
     sb = Sandbox(cfg, state, workers=2)
     try:
-        for user in ("bo", "cy"):
+        for user in ("bo", "cy", "eve"):
             sb.request_access(user, "cohort", "module 1: diabetes and stroke, adjusted")
             sb.decide_access("ann", user, "cohort", "grant")
         jobs = {
@@ -89,6 +90,8 @@ def hub(tmp_path_factory) -> dict:
             "refused": run(sb, "bo", "def f(df):\n    return df\n"),
             "held": run(sb, "bo", FORGED_MODEL),
             "cy_unadjusted": run(sb, "cy", UNADJUSTED),
+            "eve_table": run(sb, "eve", TABLE),
+            "eve_unadjusted": run(sb, "eve", UNADJUSTED),
         }
         views = {k: sb.job_view("ann", j, owner=True) for k, j in jobs.items()}
     finally:
@@ -96,8 +99,7 @@ def hub(tmp_path_factory) -> dict:
     assert [v["status"] for v in views.values()] == ["released"] * 3 + [
         "refused",
         "held",
-        "released",
-    ]
+    ] + ["released"] * 3
     (state / "data" / "public").mkdir(parents=True, exist_ok=True)
     return {"state": state, "data_root": state / "data", "jobs": jobs, "views": views}
 
@@ -167,6 +169,20 @@ def test_numbers_from_the_notebook_earn_nothing(hub):
     assert unknown.fraction == 0.0, unknown  # scoring never guesses whose submission it is
 
 
+def test_a_grader_without_the_sandbox_says_so(hub, tmp_path):
+    """A data root that is not the hub's (no sandbox beside it), or a store that cannot be read,
+    is the grader's error (the batch grades again later), never a trainee's 0."""
+    from medai.autograder import GradingError
+    from medai.autograder.kinds.released import read_job
+
+    kind, task = ReleasedKind(), TASKS["rates"]
+    with pytest.raises(GradingError, match="no data sandbox with dataset 'cohort'"):
+        kind.prepare(task, Preparing("rates", 0, tmp_path, "", tmp_path / "data"))
+    (tmp_path / "store.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(GradingError, match="cannot read the data sandbox's store"):
+        read_job(tmp_path / "store.sqlite", hub["jobs"]["table"])
+
+
 def test_the_public_check_asks_for_a_job_id():
     from medai.autograder.kinds.base import CheckFailed
     from medai.sandbox.client import Result
@@ -203,13 +219,22 @@ def test_the_grader_scores_the_lab_on_released_results(hub, tmp_path):
     # cy hands in bo's notebook, ids and all; dee types in numbers computed on the mock
     submit(course, LAB, "cy", {f"{LAB}.ipynb": _with_ids(honest, j["table"], j["adjusted"])})
     submit(course, LAB, "dee", {f"{LAB}.ipynb": _with_ids(honest, 35.0, 0.71)})
+    # eve's own jobs, but the regression is not adjusted for age and blood pressure
+    naive = _with_ids(honest, j["eve_table"], j["eve_unadjusted"])
+    submit(course, LAB, "eve", {f"{LAB}.ipynb": naive})
     limits = {"wall_s": 60, "cpu_s": 50, "memory_mb": 2048, "scratch_mb": 128}
     results = by_student(grade(course, LAB, hub["data_root"], {"limits": limits}))
     got = {
         s: {t: (r["tasks"][t]["score"], r["tasks"][t]["message"]) for t in TASKS}
         for s, r in results.items()
     }
-    assert {s: r["auto_score"] for s, r in results.items()} == {"bo": 3.0, "cy": 0.0, "dee": 0.0}
+    assert {s: r["auto_score"] for s, r in results.items()} == {
+        "bo": 3.0,
+        "cy": 0.0,
+        "dee": 0.0,
+        "eve": 1.0,
+    }
     assert "not one of your sandbox jobs" in got["cy"]["diabetes_effect"][1], got
     assert "no sandbox job id" in got["dee"]["rates"][1], got
+    assert "is not the logit regression" in got["eve"]["diabetes_effect"][1], got
     assert results["bo"]["tasks"]["reflection"]["score"] is None  # graded by hand
