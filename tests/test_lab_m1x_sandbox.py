@@ -30,6 +30,7 @@ from medai.autograder.tasks import load_tasks
 from medai.config import parse_config
 from medai.sandbox.service import Sandbox
 from medai.testing.course import by_student, grade, make_course, released, solved, submit
+from medai.testing.labkit import LabKit
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAB = "m1x-sandbox"
 SRC = REPO / "labs" / LAB
 TASKS = load_tasks(SRC / "tasks.yaml").tasks
+KIT = LabKit.of(LAB)  # medai/testing/labs/m1x-sandbox.yaml
 PRELUDE = "from medai.sandbox import outputs as out\n"
 TABLE = "def f(df):\n    return out.table(df, by=['region', 'stroke_5y'])\n"
 ADJUSTED = (
@@ -213,17 +215,17 @@ def _with_ids(nb: nbformat.NotebookNode, rates: object, model: object) -> nbform
 
 def test_the_grader_scores_the_lab_on_released_results(hub, tmp_path):
     course = make_course(tmp_path / "course", SRC, LAB)
-    honest = solved(released(course, LAB), nbformat.read(SRC / f"{LAB}.ipynb", as_version=4))
+    honest = solved(released(course, LAB), KIT.source())
     j = hub["jobs"]
     submit(course, LAB, "bo", {f"{LAB}.ipynb": _with_ids(honest, j["table"], j["adjusted"])})
     # cy hands in bo's notebook, ids and all; dee types in numbers computed on the mock
     submit(course, LAB, "cy", {f"{LAB}.ipynb": _with_ids(honest, j["table"], j["adjusted"])})
     submit(course, LAB, "dee", {f"{LAB}.ipynb": _with_ids(honest, 35.0, 0.71)})
     # eve's own jobs, but the regression is not adjusted for age and blood pressure
-    naive = _with_ids(honest, j["eve_table"], j["eve_unadjusted"])
+    naive = solved(released(course, LAB), KIT.variant(KIT.naive))
+    naive = _with_ids(naive, j["eve_table"], j["eve_unadjusted"])
     submit(course, LAB, "eve", {f"{LAB}.ipynb": naive})
-    limits = {"wall_s": 60, "cpu_s": 50, "memory_mb": 2048, "scratch_mb": 128}
-    results = by_student(grade(course, LAB, hub["data_root"], {"limits": limits}))
+    results = by_student(grade(course, LAB, hub["data_root"], {"limits": dict(KIT.limits)}))
     got = {
         s: {t: (r["tasks"][t]["score"], r["tasks"][t]["message"]) for t in TASKS}
         for s, r in results.items()
