@@ -185,6 +185,17 @@ def test_a_grader_without_the_sandbox_says_so(hub, tmp_path):
         read_job(tmp_path / "store.sqlite", hub["jobs"]["table"])
 
 
+def test_the_grader_finds_the_hubs_sandbox_from_its_data_root(tmp_path):
+    """On a hub the grading service gets StateLayout.data as its data root and the sandbox
+    service runs on StateLayout.root (medai.hub.grading, medai.hub.hubconfig): same store."""
+    from medai.autograder.kinds.released import sandbox_layout
+    from medai.hub.layout import StateLayout
+    from medai.sandbox.registry import SandboxLayout
+
+    hub_state = StateLayout(tmp_path)
+    assert sandbox_layout(hub_state.data).store == SandboxLayout(tmp_path.resolve()).store
+
+
 def test_the_public_check_asks_for_a_job_id():
     from medai.autograder.kinds.base import CheckFailed
     from medai.sandbox.client import Result
