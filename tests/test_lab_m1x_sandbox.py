@@ -180,6 +180,9 @@ def test_a_grader_without_the_sandbox_says_so(hub, tmp_path):
     kind, task = ReleasedKind(), TASKS["rates"]
     with pytest.raises(GradingError, match="no data sandbox with dataset 'cohort'"):
         kind.prepare(task, Preparing("rates", 0, tmp_path, "", tmp_path / "data"))
+    typo = task.model_copy(update={"by": ["region", "stroke"]})
+    with pytest.raises(GradingError, match=r"columns \['stroke'\]"):
+        kind.prepare(typo, Preparing("rates", 0, tmp_path, "", hub["data_root"]))
     (tmp_path / "store.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(GradingError, match="cannot read the data sandbox's store"):
         read_job(tmp_path / "store.sqlite", hub["jobs"]["table"])

@@ -27,12 +27,17 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from medai.autograder.kinds.base import GRADED_STUDENT, Kind, Prepared, Preparing, say
 from medai.autograder.tasks import Tolerance, _Strict
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medai.sandbox.registry import SandboxLayout
 
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 
@@ -63,14 +68,14 @@ class ReleasedTask(_Strict):
         return self
 
 
-def sandbox_layout(data_root: Path):
+def sandbox_layout(data_root: Path) -> SandboxLayout:
     """The sandbox's files of the hub whose data root (``<state>/data``) is ``data_root``."""
     from medai.sandbox.registry import SandboxLayout
 
     return SandboxLayout(Path(data_root).resolve().parent)
 
 
-def trusted_figures(task: ReleasedTask, private) -> dict:
+def trusted_figures(task: ReleasedTask, private: pd.DataFrame) -> dict:
     """What the released output is compared with, computed on the private cohort (grader side)."""
     if task.output == "regression":
         import statsmodels.api as sm
@@ -160,7 +165,14 @@ class ReleasedKind(Kind):
                 f"data sandbox with dataset '{task.dataset}' at {layout.root} (the data root's "
                 "parent must be the hub's state folder, where medai-sandbox keeps its store)"
             )
-        figures = trusted_figures(task, pd.read_parquet(private))
+        cohort = pd.read_parquet(private)
+        missing = sorted({*task.x, *task.by, task.y, task.value} - {None, *cohort.columns})
+        if missing:
+            raise GradingError(
+                f"task '{ctx.task_id}' names columns {missing} that dataset '{task.dataset}' does "
+                f"not have (it has: {', '.join(cohort.columns)}); fix tasks.yaml"
+            )
+        figures = trusted_figures(task, cohort)
         return Prepared(state={"store": str(layout.store), **figures})
 
     def score(self, task: Any, got: Any, expected: Any, state: Any) -> Any:
