@@ -26,6 +26,7 @@ from pathlib import Path
 import nbformat
 
 from medai.autograder import GradingError
+from medai.autograder.kinds.base import GRADED_STUDENT
 
 # Names the lab tests import from here (medai.autograder.kinds and .steps own them now).
 from medai.autograder.kinds.function import draw as _draw  # noqa: F401
@@ -100,6 +101,7 @@ def grade_submission(
     else:
         r.status = "invalid"
     t2 = time.monotonic()
+    GRADED_STUDENT.set(student)  # kinds that check ownership (kind: released) read it
     r.tasks = score_tasks(lab, got, run, policy.on_tamper)
     r.auto_score, r.max_score = totals(r.tasks)
     late = late_penalty(policy, student, lab.id, lab.duedate, got.timestamp, r.auto_score)

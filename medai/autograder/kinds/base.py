@@ -20,11 +20,13 @@ Kind modules import their heavy libraries inside the methods, so a kernel that i
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
+    "GRADED_STUDENT",
     "CheckFailed",
     "Kind",
     "Prepared",
@@ -34,6 +36,11 @@ __all__ = [
     "kind_units",
     "say",
 ]
+
+
+# Whose submission is being scored: set by the batch before scoring, for kinds whose records
+# name something that belongs to a trainee (``kind: released``: a data-sandbox job).
+GRADED_STUDENT: ContextVar[str | None] = ContextVar("medai_graded_student", default=None)
 
 
 class CheckFailed(AssertionError):
