@@ -117,56 +117,49 @@ JOB_ENV = (
 )
 
 
-def grading_job(
-    job_dir: Path, data_dir: Path | None, software: Software, limits: Limits, env: dict[str, str]
+def _job(
+    name: str,
+    hostname: str,
+    job_dir: Path,
+    binds: list[Bind],
+    software: Software,
+    limits: Limits,
+    env: dict[str, str],
 ) -> Profile:
-    """One submission's run: the job folder and public data read-only, a sized scratch, no
-    network, a scrubbed environment (``env`` on top of :data:`JOB_ENV`)."""
-    binds = [Bind(str(job_dir), "/job")]
-    if data_dir is not None:
-        binds.append(Bind(str(data_dir), SANDBOX_DATA))
-    merged = dict(JOB_ENV) | env
+    """What every job shares: its folder read-only at ``/job``, sized scratch, ``/tmp`` and
+    ``/dev/shm``, no network, a scrubbed environment (``env`` on top of :data:`JOB_ENV`)."""
     return Profile(
-        name="grading-job",
-        hostname="grader",
+        name=name,
+        hostname=hostname,
         identity=job_dir / "etc",
         software=software,
-        binds=tuple(binds),
+        binds=(Bind(str(job_dir), "/job"), *binds),
         tmpfs=(
             ("/scratch", limits.scratch_mb),
             ("/tmp", limits.tmp_mb),
             ("/dev/shm", limits.shm_mb),
         ),
         etc=ETC_JOB,
-        env=tuple(merged.items()),
+        env=tuple((dict(JOB_ENV) | env).items()),
         clear_env=True,
         chdir="/scratch",
         network="none",
     )
+
+
+def grading_job(
+    job_dir: Path, data_dir: Path | None, software: Software, limits: Limits, env: dict[str, str]
+) -> Profile:
+    """One submission's run: a job (:func:`_job`) that also reads the public data."""
+    binds = [Bind(str(data_dir), SANDBOX_DATA)] if data_dir is not None else []
+    return _job("grading-job", "grader", job_dir, binds, software, limits, env)
 
 
 def data_job(
     job_dir: Path, private_dir: Path, software: Software, limits: Limits, env: dict[str, str]
 ) -> Profile:
-    """One data-sandbox job (:mod:`medai.sandbox`): the job folder and one private dataset
-    read-only, a sized scratch, no network, a scrubbed environment. Nothing else: not the
-    public data, not other datasets, not the sandbox's state, not the data secret. An approved
-    job runs in exactly the same profile."""
-    merged = dict(JOB_ENV) | env
-    return Profile(
-        name="data-job",
-        hostname="datajob",
-        identity=job_dir / "etc",
-        software=software,
-        binds=(Bind(str(job_dir), "/job"), Bind(str(private_dir), "/private")),
-        tmpfs=(
-            ("/scratch", limits.scratch_mb),
-            ("/tmp", limits.tmp_mb),
-            ("/dev/shm", limits.shm_mb),
-        ),
-        etc=ETC_JOB,
-        env=tuple(merged.items()),
-        clear_env=True,
-        chdir="/scratch",
-        network="none",
-    )
+    """One data-sandbox job (:mod:`medai.sandbox`): a job (:func:`_job`) that reads one private
+    dataset at ``/private``. Nothing else: not the public data, not other datasets, not the
+    sandbox's state, not the data secret. An approved job runs in exactly the same profile."""
+    binds = [Bind(str(private_dir), "/private")]
+    return _job("data-job", "datajob", job_dir, binds, software, limits, env)
