@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,9 @@ def user_pod(config, cfg, user: str, profile: str | None) -> dict:
         async with ApiClient() as api:
             return api.sanitize_for_serialization(pod)
 
-    return asyncio.run(build())
+    # a thread of its own: the session's Playwright browser keeps an event loop running here
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, build()).result()
 
 
 @pytest.fixture(scope="module")
