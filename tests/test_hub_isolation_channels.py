@@ -75,9 +75,11 @@ def host_listening_ports() -> set[int]:
     return ports
 
 
-def test_only_own_server_and_hub_api_are_reachable(alice, bob_kernel, running_hub):
-    """A full TCP scan of loopback from alice's kernel finds her own server and the hub API."""
+def test_only_own_server_hub_api_and_data_sandbox_are_reachable(alice, bob_kernel, running_hub):
+    """A full TCP scan of loopback from alice's kernel finds her own server, the hub API and the
+    data-sandbox service (the two forwarded out, both refusing a request without a token)."""
     host_ports = sorted(host_listening_ports())
+    sandbox_port = running_hub.hub.ports.sandbox
     code = textwrap.dedent(
         f"""
         import socket, json, os
@@ -105,7 +107,19 @@ def test_only_own_server_and_hub_api_are_reachable(alice, bob_kernel, running_hu
             f = line.split()
             if f[3] == "0A":
                 own_ns.append(int(f[1].rsplit(":", 1)[1], 16))
+        import urllib.request, urllib.error
+        anonymous = []  # the forwarded services, asked without a token
+        for url in ("http://127.0.0.1:{running_hub.hub.ports.hub}/hub/api/users",
+                    "http://127.0.0.1:{sandbox_port}/services/medai-sandbox/api/usage"):
+            try:
+                urllib.request.urlopen(url, timeout=10).close()
+                anonymous.append(200)
+            except urllib.error.HTTPError as e:
+                anonymous.append(e.code)
+            except OSError as e:
+                anonymous.append(type(e).__name__)
         print(json.dumps({{"open": open_ports, "reached": reached, "own_ns": own_ns,
+                          "anonymous": anonymous,
                           "own": int(os.environ["JUPYTERHUB_SERVICE_URL"].rsplit(":", 1)[1].split("/")[0])}}))
         """
     )
@@ -115,9 +129,12 @@ def test_only_own_server_and_hub_api_are_reachable(alice, bob_kernel, running_hu
     hub_port = running_hub.hub.ports.hub
     # what alice can dial is what listens in her own namespace (the hub API forward among it)
     assert set(report["open"]) == set(report["own_ns"]), report
-    assert {hub_port, report["own"]} <= set(report["open"])  # the hub API (token-protected)
-    # bob's server, the proxy, the formgrader: all listen on the host, none is reachable
-    others = {p for p in host_ports if p not in (hub_port, report["own"])}
+    forwarded = {hub_port, report["own"]} | ({sandbox_port} if sandbox_port else set())
+    assert forwarded <= set(report["open"]), report
+    assert report["anonymous"] == [403, 403 if sandbox_port else "URLError"], report
+    # bob's server, the proxy, the formgrader, the grading service: all listen on the host,
+    # none is reachable
+    others = {p for p in host_ports if p not in forwarded}
     assert others, "the scan must have had other servers to find"
     assert sorted(others & set(report["open"])) == []
     assert [p for _, p in report["reached"] if p in others] == []
