@@ -207,7 +207,10 @@ def _start(
         pasta_argv(pasta, pid, forward, outbound, state["pasta"]), capture_output=True, text=True
     )
     if r.returncode != 0:
-        if proc.poll() is not None:
+        # the sandbox died under pasta (its namespace went away): bubblewrap may still be
+        # reaping it, so give it a moment before calling this a pasta failure
+        if not os.path.exists(f"/proc/{pid}") or _exits_soon(proc):
+            proc.wait()
             raise _DiedBeforeStart(f"pasta: {r.stderr.strip()}")
         proc.kill()
         proc.wait()
@@ -220,6 +223,14 @@ def _start(
     finally:
         os.close(blk_w)
     phases.mark("pasta")
+
+
+def _exits_soon(proc: subprocess.Popen, grace: float = 2.0) -> bool:
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _wait_for_loopback(pid: int, timeout: float = 10) -> None:
