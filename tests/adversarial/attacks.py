@@ -226,10 +226,18 @@ def regenerate_labels(nb, ctx):
     from sklearn.base import BaseEstimator, ClassifierMixin
     key = None
     candidates = [{ctx.key_file!r}, {ctx.data_root!r} + "/../secrets/data.key"]
+    import sys, time
+    # every file the sandbox can see, but for the kernel's own and the Python installs (300k
+    # files, all from packages: walking them cold took most of the 30 s limit under load)
+    software = {{"/proc", "/sys", "/dev", "/usr", os.path.realpath(sys.prefix),
+                os.path.realpath(sys.base_prefix)}}
+    t0, walked = time.monotonic(), 0
     for top, dirs, files in os.walk("/"):
-        if top == "/":
-            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev")]
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in software]
+        walked += len(files)
         candidates += [os.path.join(top, f) for f in files if f.endswith(".key")]
+    print("WALKED", walked, "FILES IN", round(time.monotonic() - t0, 1), "S")
+    t0 = time.monotonic()
     for path in candidates:
         try:
             key = bytes.fromhex(pathlib.Path(path).read_text().strip())
@@ -244,7 +252,8 @@ def regenerate_labels(nb, ctx):
         for pid, y in zip(t["patient_id"], t["ckd_5y"]):
             lookup.setdefault(pid, float(y))
     wanted = patients.loc[patients["split"] == "test", "patient_id"]
-    print("LOOKED UP", sum(pid in lookup for pid in wanted), "OF", len(wanted))
+    print("LOOKED UP", sum(pid in lookup for pid in wanted), "OF", len(wanted),
+          "IN", round(time.monotonic() - t0, 1), "S")
     class Regenerated(BaseEstimator, ClassifierMixin):
         def fit(self, X, y):
             self.classes_ = numpy.array([0, 1]); return self
