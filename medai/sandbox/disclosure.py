@@ -532,9 +532,15 @@ def _mask(n: int, rows: np.ndarray) -> np.ndarray:
 def _acro(policy: ReleasePolicy):
     import acro
 
-    logging.getLogger("acro").setLevel(logging.ERROR)
+    # ACRO logs every output at INFO to loggers named "acro", "acro:records", ... (a colon, so
+    # not children of "acro"): quiet them all, the audit log keeps what matters
+    def quiet() -> None:
+        for name in [n for n in logging.root.manager.loggerDict if n.split(":")[0] == "acro"]:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    quiet()
     session = acro.ACRO(suppress=True)
-    logging.getLogger("acro").setLevel(logging.ERROR)
+    quiet()
     session.config.update(
         safe_threshold=policy.min_cell,
         safe_dof_threshold=policy.min_cell,
